@@ -1,0 +1,151 @@
+"""The daemon's lifecycle: open the store, recover jobs, start the watchdog, serve.
+
+`Daemon` is an async context manager: entering starts every part in order, leaving tears
+them down in reverse (stop accepting first, then the watchdog, then the job manager, then
+the store) and runs every step even if one fails. Solver jobs are left running: the next
+start re-adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from types import TracebackType
+from typing import Any
+
+from serv import __version__
+from serv.config import Config
+from serv.core.cores import CoreAllocator
+from serv.job_manager import JobManager
+from serv.platform import current
+from serv.server import Hub, Server
+from serv.store import Store
+from serv.topology import read_topology
+from serv.watchdog import Watchdog
+from serv.websocket_api import Api
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """One running dynalauncher: `async with Daemon(config) as daemon: ... daemon.url`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stack = contextlib.AsyncExitStack()
+        self.store: Store | None = None
+        self.manager: JobManager | None = None
+        self.watchdog: Watchdog | None = None
+        self.server: Server | None = None
+        self.hub = Hub()
+        self.started = time.monotonic()
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("Daemon.url: enter the Daemon (async with) first")
+        return self.server.url
+
+    async def __aenter__(self) -> Daemon:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store = await Store.open(self.config.store.path)
+        self._stack.push_async_callback(self._step, "close the store", self.store.close)
+        topology = await asyncio.to_thread(read_topology)
+        allocator = CoreAllocator(topology, self.config.cores.max_usable)
+        log.info(
+            "cores: %d usable of %d logical (%d physical)",
+            allocator.usable_count, topology.logical_cores, topology.physical_cores,
+        )
+        self.manager = JobManager(
+            self.config, self.store, allocator,
+            on_job=self.hub.job_changed,
+            on_cores=lambda: self.hub.publish("cores", "coresChanged", {"status": self._cores()}),
+        )
+        await self.manager.start()
+        self._stack.push_async_callback(self._step, "release the job manager", self.manager.close)
+        if self.config.jobs.clean_orphans_at_start:
+            killed = await self.manager.kill_orphans(None)
+            log.info("--clean-orphans-at-start: killed %d orphan process(es)", len(killed))
+        self.watchdog = Watchdog(
+            loop,
+            interval_s=self.config.watchdog.interval_s,
+            snapshot=self.manager.live_snapshot,
+            is_ending=self.manager.is_ending,
+            on_gone=self.manager._on_solver_exit,
+            count_orphans=self.manager.count_orphans,
+        )
+        self.watchdog.start()
+        self._stack.push_async_callback(self._step, "stop the watchdog", self._stop_watchdog)
+        api = Api(self.manager, self.health)
+        self.server = Server(self.config.server, api, self.hub, self.health)
+        await self.server.start()
+        self._stack.push_async_callback(self._step, "stop the server", self.server.close)
+        log.info("dynalauncher %s listening on %s", __version__, self.server.url)
+
+    def _cores(self) -> dict[str, Any]:
+        assert self.manager is not None
+        return self.manager.core_status()
+
+    async def _stop_watchdog(self) -> None:
+        if self.watchdog is not None:
+            await asyncio.to_thread(self.watchdog.stop)
+
+    async def _step(self, what: str, fn: Any) -> None:
+        """Run one shutdown step; a failure is logged and the other steps still run."""
+        try:
+            await fn()
+        except Exception:  # each shutdown step: log and go on with the next
+            log.exception("shutdown: could not %s", what)
+
+    async def health(self) -> dict[str, Any]:
+        """contract.md getSystemHealth."""
+        assert self.manager is not None and self.store is not None
+        db_ok = self.manager.db_ok and await self.store.ping()
+        running, queued = self.manager.counts()
+        wd = self.watchdog
+        active = wd is not None and wd.active
+        age = wd.tick_age_s() if wd is not None else None
+        stale = age is None or age > 3 * self.config.watchdog.interval_s
+        return {
+            "status": "ok" if db_ok and active and not stale else "degraded",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "running_jobs": running,
+            "queued_jobs": queued,
+            "watchdog_active": active,
+            "watchdog_last_tick_age_s": None if age is None else round(age, 3),
+            "watchdog_interval_s": self.config.watchdog.interval_s,
+            "orphan_processes": wd.orphan_count if wd is not None else 0,
+            "db_ok": db_ok,
+            "db_path": str(self.config.store.path),
+        }
+
+
+async def serve_forever(config: Config) -> None:
+    """Run the daemon until SIGINT/SIGTERM (Ctrl+C / Ctrl+Break on Windows)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        log.info("%s received; shutting down (solver jobs keep running)", name)
+        stop.set()
+
+    current.install_shutdown_handlers(loop, on_signal)
+    async with Daemon(config):
+        await stop.wait()
+    log.info("dynalauncher stopped")

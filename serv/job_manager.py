@@ -1,0 +1,923 @@
+"""JobManager: owns every live job on the event loop thread and carries out its lifecycle.
+
+Only this class mutates jobs and the core allocator, and only on the loop thread. Each
+change follows one path: compute the new record with `serv.core` (pure), commit it to the
+store, keep it in memory, then announce it (`jobChanged`). A change that was not committed
+is never announced. Blocking work (psutil scans, spawning, file reads) runs in threads;
+threads only report facts back.
+
+Per job, an asyncio.Lock serialises read-modify-write cycles, because a commit awaits the
+store thread and another command could otherwise act on the stale record meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import psutil
+
+from serv import orphans, proctree
+from serv.api import job_to_wire
+from serv.config import Config, SolverProfile
+from serv.core.cores import CoreAllocator
+from serv.core.ending import ExitInfo, decide_ending
+from serv.core.jobs import Job, JobSpec, ProcIdentity
+from serv.core.queue import plan_admissions
+from serv.core.recovery import Action, Observation, decide
+from serv.core.states import JobStatus, Termination, transition
+from serv.errors import (
+    BackendDown,
+    BadParam,
+    ExceedsMachine,
+    InputRejected,
+    InvalidState,
+    JobNotFound,
+    StoreUnavailable,
+    UnknownSolver,
+)
+from serv.logs import job_log
+from serv.platform import TAG_VAR, current
+from serv.profiles import resolve_profile
+from serv.solvers import family_of
+from serv.solvers.base import GracefulStop, LaunchContext, OutputVerdict
+from serv.store import Store
+
+log = logging.getLogger(__name__)
+
+S = JobStatus
+# How long a job's end waits for its launcher (mpiexec) to exit after the solver died, so
+# the launcher's exit code is known; MPICH exits ~10 ms after a rank dies (lab-findings §1a).
+LAUNCHER_LINGER_S = 2.0
+OUTPUT_TAIL_BYTES = 256 * 1024
+MAX_OUTPUT_PAGE = 1024 * 1024
+MEMORY = re.compile(r"^\d+[kKmMgG]?$")
+DUMP_NAME = re.compile(r"^d3dump\d+$|^runrsf$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """What exists for a live job only while the daemon runs (never persisted)."""
+
+    popen: Any = None
+    launcher: ProcIdentity | None = None
+    launcher_exit: ExitInfo | None = None
+    launcher_done: asyncio.Event = field(default_factory=asyncio.Event)
+    handles: list[Any] = field(default_factory=list)
+    search: asyncio.Task[None] | None = None
+    stopper: asyncio.Task[None] | None = None
+    ending: bool = False
+
+
+class JobManager:
+    """The one owner of live jobs: launch, stop, watch, end, recover, schedule."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        allocator: CoreAllocator,
+        *,
+        on_job: Callable[[Job], None] = lambda job: None,
+        on_cores: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.allocator = allocator
+        self.jobs: dict[int, Job] = {}
+        self._rt: dict[int, Runtime] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._schedule_lock = asyncio.Lock()
+        self._reserved: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_job = on_job
+        self._on_cores = on_cores
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.db_ok = True
+        self.tag_prefix = f"{store.daemon_id}:"
+        self.started = time.monotonic()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Re-adopt or end the jobs the store holds as live, then start queued work."""
+        self._loop = asyncio.get_running_loop()
+        await self._recover()
+        await self.schedule()
+
+    async def close(self) -> None:
+        """Stop watching; jobs keep running and are re-adopted at the next start."""
+        for rt in self._rt.values():
+            for handle in rt.handles:
+                handle.cancel()
+            rt.handles.clear()
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
+        """Run `coro` as a detached task that logs its own failure (nothing awaits it)."""
+        task = asyncio.get_running_loop().create_task(coro, name=what)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed", what, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def _lock(self, job_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(job_id, asyncio.Lock())
+
+    # ----------------------------------------------------------------- persistence
+
+    async def _save(self, job: Job, previous: JobStatus | None = None) -> Job:
+        """Commit `job`, then keep it and announce it. Raises StoreUnavailable when the commit
+        fails, in which case nothing is announced and memory keeps the old record."""
+        try:
+            await self.store.commit(job, previous=previous)
+        except StoreUnavailable:
+            self.db_ok = False
+            raise
+        self.db_ok = True
+        if job.status.is_live:
+            self.jobs[job.id] = job
+        else:
+            self.jobs.pop(job.id, None)
+            self._locks.pop(job.id, None)
+        self._on_job(job)
+        return job
+
+    async def _move(self, job: Job, to: JobStatus, message: str | None = None, **changes: Any) -> Job:
+        moved = transition(job, to, at=utcnow(), message=message)
+        if changes:
+            moved = dataclasses.replace(moved, **changes)
+        job_log(log, job.id).info("%s → %s%s", job.status, to, f" ({moved.message})" if moved.message else "")
+        return await self._save(moved, previous=job.status)
+
+    # ----------------------------------------------------------------- queries
+
+    async def get(self, job_id: int) -> Job:
+        """The job with `job_id`; raises JobNotFound (1001)."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job
+        stored = await self.store.get(job_id)
+        if stored is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return stored
+
+    async def list(self, status: JobStatus | None, limit: int) -> list[Job]:
+        """Jobs newest first; live jobs come from memory so they are never stale."""
+        stored = await self.store.list(status=status, limit=limit)
+        return [self.jobs.get(j.id, j) for j in stored]
+
+    def wire(self, job: Job) -> dict[str, Any]:
+        return job_to_wire(job, utcnow())
+
+    # ----------------------------------------------------------------- launch
+
+    def _profile(self, name: str) -> SolverProfile:
+        profile = self.config.solvers.get(name)
+        if profile is None:
+            known = ", ".join(sorted(self.config.solvers)) or "none"
+            raise UnknownSolver(f"param 'solver': unknown solver profile {name!r}; configured: {known}")
+        return profile
+
+    def _check_input(self, raw: str) -> Path:
+        path = Path(raw)
+        if not path.is_absolute():
+            raise InputRejected(f"param 'input': {raw!r} must be an absolute path")
+        roots = self.config.jobs.allowed_roots
+        resolved = path.resolve()
+        if roots and not any(proctree.within(str(resolved), root) for root in roots):
+            allowed = ", ".join(str(r) for r in roots)
+            raise InputRejected(f"param 'input': {raw!r} is outside the allowed roots ({allowed})")
+        if not resolved.exists():
+            raise InputRejected(f"param 'input': {raw!r} does not exist")
+        if not resolved.is_file():
+            raise InputRejected(f"param 'input': {raw!r} is not a file")
+        return path
+
+    async def launch(
+        self,
+        *,
+        solver: str,
+        input: str,
+        ncpu: int = 1,
+        memory: str | None = None,
+        args: Sequence[str] = (),
+        name: str | None = None,
+        priority: int = 0,
+        nice: int = 0,
+        restart: str | None = None,
+        backend: str = "local",
+        licenses: Mapping[str, int] | None = None,
+        after: Sequence[int] = (),
+    ) -> Job:
+        """Validate a launch request, queue the job, and start it when it fits.
+
+        Raises UnknownSolver (1003), InputRejected (1004), ExceedsMachine (1005),
+        BackendDown (1006), InvalidState (1002, a live job in the same workdir), BadParam.
+        Nothing is created when it raises.
+        """
+        profile = self._profile(solver)
+        resolved = await asyncio.to_thread(resolve_profile, profile)
+        if not resolved.available:
+            raise UnknownSolver(f"solver profile {solver!r} is unavailable: {resolved.reason}")
+        family = family_of(profile.family)
+        path = await asyncio.to_thread(self._check_input, input)
+        if ncpu > self.allocator.usable_count:
+            raise ExceedsMachine(
+                f"param 'ncpu': {ncpu} exceeds the {self.allocator.usable_count} usable cores"
+            )
+        if memory is not None and not MEMORY.match(memory):
+            raise BadParam(f"param 'memory': {memory!r} is not a size like 2000m or 500000000")
+        family.validate_args(args)
+        workdir = path.parent
+        if restart is not None:
+            if not DUMP_NAME.match(restart):
+                raise BadParam(f"param 'restart': {restart!r} is not a restart dump name like d3dump01")
+            if not (workdir / restart).is_file():
+                raise InputRejected(f"param 'restart': {restart!r} not found in {workdir}")
+        if backend != "local":
+            raise BackendDown(f"param 'backend': backend {backend!r} is not available on this daemon")
+        pools = dict(licenses or {})
+        for pool, count in pools.items():
+            size = self.config.licenses.get(pool)
+            if size is None:
+                raise ExceedsMachine(f"param 'licenses': licence pool {pool!r} is not configured")
+            if count > size:
+                raise ExceedsMachine(f"param 'licenses': {count} {pool} licences exceed the pool of {size}")
+        for dep in after:
+            await self.get(dep)
+        workdir_key = str(workdir)
+        busy = next((j for j in self.jobs.values() if j.workdir == workdir_key), None)
+        if busy is None and workdir_key in self._reserved:
+            raise InvalidState(f"param 'input': workdir {workdir_key} has a launch in progress")
+        if busy is not None:
+            raise InvalidState(
+                f"param 'input': workdir {workdir_key} already has live job {busy.id} ({busy.status})"
+            )
+        spec = JobSpec(
+            solver=solver,
+            family=profile.family,
+            input=str(path),
+            workdir=workdir_key,
+            ncpu=ncpu,
+            memory=memory,
+            args=tuple(args),
+            name=name,
+            priority=priority,
+            nice=nice,
+            restart=restart,
+            backend=backend,
+            licenses=tuple(sorted(pools.items())) if licenses is not None else None,
+            after=tuple(after),
+        )
+        # Reserve the workdir before awaiting the store, so two concurrent launches in one
+        # folder cannot both pass the check above.
+        self._reserved.add(workdir_key)
+        try:
+            job = await self.store.create(spec, at=utcnow())
+            job = dataclasses.replace(job, extra={"process_names": list(profile.process_names)})
+            job = await self._save(job)
+        except StoreUnavailable:
+            self.db_ok = False
+            raise
+        finally:
+            self._reserved.discard(workdir_key)
+        job_log(log, job.id).info(
+            "queued: %s %s ncpu=%d in %s", solver, path.name, ncpu, workdir_key
+        )
+        await self.schedule()
+        return self.jobs.get(job.id, job)
+
+    # ----------------------------------------------------------------- scheduling
+
+    async def schedule(self) -> None:
+        """Start every queued job that fits now, in queue order; record why the rest wait.
+        Runs after every event that frees or books resources, never on a poll."""
+        async with self._schedule_lock:
+            queued = [j for j in self.jobs.values() if j.status is S.QUEUED]
+            ready = []
+            for job in sorted(queued, key=lambda j: j.id):
+                reason = await self._dependency_block(job)
+                if reason is None:
+                    ready.append(job)
+            plan = plan_admissions(ready, self.allocator.free_count())
+            for job_id in plan.start:
+                await self._start(job_id)
+            for job_id, why in plan.waiting.items():
+                await self._note_waiting(job_id, why)
+
+    async def _dependency_block(self, job: Job) -> str | None:
+        """None when `job` may start as far as its `after` list goes; else why it waits.
+        A dependency that ended other than `finished` cancels the job."""
+        for dep_id in job.after:
+            dep = self.jobs.get(dep_id) or await self.store.get(dep_id)
+            if dep is None or (dep.status.is_terminal and dep.status is not S.FINISHED):
+                state = "missing" if dep is None else dep.status
+                async with self._lock(job.id):
+                    current_job = self.jobs.get(job.id)
+                    if current_job is not None and current_job.status is S.QUEUED:
+                        await self._move(
+                            current_job, S.CANCELLED, f"dependency job {dep_id} ended {state}"
+                        )
+                return "cancelled"
+            if dep.status is not S.FINISHED:
+                await self._note_waiting(job.id, f"waiting for job {dep_id}")
+                return "waiting"
+        return None
+
+    async def _note_waiting(self, job_id: int, why: str) -> None:
+        async with self._lock(job_id):
+            job = self.jobs.get(job_id)
+            if job is not None and job.status is S.QUEUED and job.message != why:
+                await self._save(dataclasses.replace(job, message=why))
+
+    async def _start(self, job_id: int) -> None:
+        """Book cores, spawn the launcher detached in the workdir, start the PID search."""
+        jlog = job_log(log, job_id)
+        async with self._lock(job_id):
+            job = self.jobs.get(job_id)
+            if job is None or job.status is not S.QUEUED:
+                return
+            cores = self.allocator.allocate(job_id, job.ncpu)
+            if cores is None:
+                return
+            jlog.info("allocated cores %s", list(cores))
+            profile = self.config.solvers.get(job.solver)
+            family = family_of(job.family)
+            resolved = await asyncio.to_thread(resolve_profile, profile) if profile else None
+            pin = self._pinning_enabled(profile)
+            ctx = LaunchContext(
+                executable=resolved.executable if resolved and resolved.executable else Path(job.solver),
+                mpiexec=resolved.mpiexec if resolved else None,
+                mpi=str(profile.mpi) if profile else "none",
+                cores=cores if pin else None,
+                intel_mpi_pinning=self.config.cores.intel_mpi_pinning,
+                extra_args=profile.extra_args if profile else (),
+            )
+            plan = family.plan(job, ctx)
+            job = await self._move(
+                job, S.STARTING, "starting", allocated_cores=cores, command=plan.argv
+            )
+            self._on_cores()
+            if resolved is None or not resolved.available:
+                why = resolved.reason if resolved else f"solver profile {job.solver!r} no longer exists"
+                await self._fail_start(job, f"could not start: {why}")
+                return
+            env = {**os.environ, **plan.env, TAG_VAR: self.tag_prefix + str(job_id)}
+            workdir = Path(job.workdir)
+            try:
+                popen = await asyncio.to_thread(
+                    current.spawn_detached,
+                    plan.argv,
+                    cwd=workdir,
+                    env=env,
+                    stdout_path=workdir / "stdout",
+                    cores=cores if pin else None,
+                )
+            except OSError as exc:
+                await self._fail_start(job, f"could not start {plan.argv[0]}: {exc}")
+                return
+            rt = self._rt.setdefault(job_id, Runtime())
+            rt.popen = popen
+            launcher = await asyncio.to_thread(proctree.identity, popen.pid)
+            rt.launcher = launcher
+            jlog.info("spawned launcher pid %d: %s", popen.pid, " ".join(plan.argv))
+            if launcher is not None:
+                job = await self._save(
+                    dataclasses.replace(
+                        job, launcher_pid=launcher.pid, launcher_create_time=launcher.create_time
+                    )
+                )
+            self._watch(job_id, popen.pid, self._on_launcher_exit)
+            rt.search = self._spawn(self._search_solver(job_id, popen.pid), f"job {job_id} pid search")
+
+    def _pinning_enabled(self, profile: SolverProfile | None) -> bool:
+        # Legacy --noIntelMpiCoreAllocation: Intel MPI jobs keep Intel MPI's own pinning.
+        return not (profile and str(profile.mpi) == "intelmpi" and not self.config.cores.intel_mpi_pinning)
+
+    async def _fail_start(self, job: Job, message: str) -> None:
+        self.allocator.release(job.id)
+        self._on_cores()
+        job_log(log, job.id).error("%s", message)
+        await self._move(job, S.FAILED, message)
+        self._spawn(self.schedule(), "schedule")
+
+    # ----------------------------------------------------------------- real PID
+
+    async def _search_solver(self, job_id: int, launcher_pid: int) -> None:
+        """Find the solver under the launcher: at once, then every few ms with backoff, up to
+        `jobs.pid_search_s`; then fall back to the launcher's PID with a WARNING."""
+        loop = asyncio.get_running_loop()
+        names = self._process_names(job_id)
+        begun = loop.time()
+        deadline = begun + self.config.jobs.pid_search_s
+        delay = 0.002
+        rt = self._rt[job_id]
+        while not rt.ending:
+            found = await asyncio.to_thread(proctree.find_solver, launcher_pid, names)
+            if found is not None:
+                await self._solver_found(job_id, found, loop.time() - begun)
+                return
+            if loop.time() >= deadline:
+                tree = await asyncio.to_thread(proctree.describe_tree, launcher_pid)
+                job_log(log, job_id).warning(
+                    "no process named like %s after %.1f s; tree: %s; using launcher pid %d",
+                    names, loop.time() - begun, tree, launcher_pid,
+                )
+                if rt.launcher is not None:
+                    await self._solver_found(job_id, rt.launcher, loop.time() - begun)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _process_names(self, job_id: int) -> list[str]:
+        job = self.jobs[job_id]
+        names = job.extra.get("process_names")
+        if isinstance(names, list) and names:
+            return [str(n) for n in names]
+        profile = self.config.solvers.get(job.solver)
+        return list(profile.process_names) if profile else []
+
+    async def _solver_found(self, job_id: int, solver: ProcIdentity, waited: float) -> None:
+        rt = self._rt[job_id]
+        async with self._lock(job_id):
+            job = self.jobs.get(job_id)
+            if job is None or rt.ending or not job.status.has_process:
+                return
+            changes = {"pid": solver.pid, "pid_create_time": solver.create_time}
+            # The pid file is on disk before anyone hears the job is running.
+            await asyncio.to_thread(write_pid_file, Path(job.workdir), solver.pid, job.allocated_cores)
+            if job.status is S.STARTING:
+                job = await self._move(job, S.RUNNING, f"solver pid {solver.pid}", **changes)
+            else:
+                job = await self._save(dataclasses.replace(job, **changes))
+            job_log(log, job_id).info("solver pid %d found after %.3f s", solver.pid, waited)
+        if rt.launcher is None or solver.pid != rt.launcher.pid:
+            self._watch_identity(job_id, solver, self._on_solver_exit)
+
+    # ----------------------------------------------------------------- exits
+
+    def _watch(self, job_id: int, pid: int, callback: Callable[[int], None]) -> None:
+        assert self._loop is not None
+        handle = current.open_exit_handle(self._loop, pid, lambda: callback(job_id))
+        if handle is None:
+            self._loop.call_soon(callback, job_id)
+        else:
+            self._rt[job_id].handles.append(handle)
+
+    def _watch_identity(self, job_id: int, ident: ProcIdentity, callback: Callable[[int], None]) -> None:
+        """Watch a process we did not start; re-check its identity after opening the handle
+        so that a PID recycled in between is never watched in its place."""
+        self._watch(job_id, ident.pid, callback)
+        if not proctree.is_alive(ident):
+            assert self._loop is not None
+            self._loop.call_soon(callback, job_id)
+
+    def _on_launcher_exit(self, job_id: int) -> None:
+        rt = self._rt.get(job_id)
+        if rt is None:
+            return
+        if rt.popen is not None and rt.launcher_exit is None:
+            code = rt.popen.poll()
+            if code is None:
+                # A pidfd reports the exit before the zombie is reapable in rare races.
+                code = rt.popen.wait(timeout=1)
+            job = self.jobs.get(job_id)
+            solver_is_launcher = job is None or job.pid is None or job.pid == rt.popen.pid
+            rt.launcher_exit = (
+                ExitInfo(signal=-code, solver_reaped=solver_is_launcher)
+                if code < 0
+                else ExitInfo(code=code, solver_reaped=solver_is_launcher)
+            )
+            job_log(log, job_id).info("launcher pid %d exited with %d", rt.popen.pid, code)
+        rt.launcher_done.set()
+        job = self.jobs.get(job_id)
+        if job is not None and (job.pid is None or rt.launcher is None or job.pid == rt.launcher.pid):
+            self._on_solver_exit(job_id)
+
+    def _on_solver_exit(self, job_id: int) -> None:
+        """Called from a pidfd (at once) or the watchdog (its next tick); idempotent."""
+        rt = self._rt.get(job_id)
+        if rt is None or rt.ending or job_id not in self.jobs:
+            return
+        rt.ending = True
+        self._spawn(self._finish(job_id), f"job {job_id} end")
+
+    async def _finish(self, job_id: int) -> None:
+        """The solver is gone: collect the launcher's exit, kill what is left of the tree,
+        read the verdict from the output, end the job, free its cores, schedule."""
+        rt = self._rt[job_id]
+        jlog = job_log(log, job_id)
+        for task in (rt.search, rt.stopper):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        if rt.popen is not None and not rt.launcher_done.is_set():
+            try:
+                await asyncio.wait_for(rt.launcher_done.wait(), LAUNCHER_LINGER_S)
+            except TimeoutError:
+                jlog.warning("launcher pid %d still running after its solver ended", rt.popen.pid)
+        job = self.jobs[job_id]
+        leftovers = await asyncio.to_thread(self._kill_tree_sync, job)
+        if leftovers:
+            jlog.warning("killed %d leftover processes of the job: %s", len(leftovers), leftovers)
+            if rt.popen is not None and not rt.launcher_done.is_set():
+                try:
+                    await asyncio.wait_for(rt.launcher_done.wait(), LAUNCHER_LINGER_S)
+                except TimeoutError:
+                    jlog.error("launcher pid %d survived SIGKILL", rt.popen.pid)
+        verdict = await asyncio.to_thread(read_verdict, job)
+        dump = await asyncio.to_thread(newest_dump, Path(job.workdir), job.started_at)
+        for handle in rt.handles:
+            handle.cancel()
+        rt.handles.clear()
+        async with self._lock(job_id):
+            job = self.jobs[job_id]
+            ending = decide_ending(
+                termination=verdict.termination,
+                stop_requested_by=job.stop_requested_by,
+                exit=rt.launcher_exit,
+                requires_banner=family_of(job.family).requires_banner,
+                restart_dump=dump,
+                failure_text=verdict.failure_text,
+            )
+            self.allocator.release(job_id)
+            try:
+                await self._move(
+                    job, ending.status, ending.message,
+                    exit_code=ending.exit_code, termination=verdict.termination,
+                )
+            finally:
+                self._rt.pop(job_id, None)
+                self._on_cores()
+        await self.schedule()
+
+    def _roots(self, job: Job) -> list[ProcIdentity]:
+        rt = self._rt.get(job.id)
+        roots = [i for i in (job.launcher_identity, job.solver_identity) if i is not None]
+        if rt is not None and rt.launcher is not None:
+            roots.append(rt.launcher)
+        return roots
+
+    def _kill_tree_sync(self, job: Job) -> list[int]:
+        """SIGKILL every process of the job (by tag and by parentage). Thread only."""
+        procs = proctree.job_tree(self.tag_prefix + str(job.id), self._roots(job))
+        return proctree.signal_all(procs, current.KILL)
+
+    # ----------------------------------------------------------------- stop
+
+    async def stop(self, job_id: int, force: bool = False) -> Job:
+        """Stop a job: a queued job is cancelled; a running one is asked to end (d3kil sw1
+        for LS-DYNA, SIGTERM otherwise) and its whole tree killed after `jobs.stop_grace_s`
+        (at once with `force`). Idempotent on ended jobs. Raises JobNotFound."""
+        job = await self.get(job_id)
+        if job.status.is_terminal:
+            return job
+        async with self._lock(job_id):
+            job = self.jobs.get(job_id) or await self.get(job_id)
+            if job.status.is_terminal:
+                return job
+            if job.status is S.QUEUED:
+                job = await self._move(job, S.CANCELLED, "cancelled by user before it started")
+                self._spawn(self.schedule(), "schedule")
+                return job
+            if job.status is S.STOPPING:
+                if force:
+                    self._start_stop(job, force=True)
+                return job
+            paused = job.status is S.PAUSED
+            job = await self._move(
+                job, S.STOPPING, "stop requested by user" + (" (forced)" if force else ""),
+                stop_requested_by="user",
+            )
+        self._start_stop(job, force=force, was_paused=paused)
+        return job
+
+    def _start_stop(self, job: Job, *, force: bool, was_paused: bool = False) -> None:
+        rt = self._rt.setdefault(job.id, Runtime())
+        if rt.stopper is not None and not rt.stopper.done():
+            rt.stopper.cancel()
+        rt.stopper = self._spawn(self._run_stop(job, force, was_paused), f"job {job.id} stop")
+
+    async def _run_stop(self, job: Job, force: bool, was_paused: bool) -> None:
+        jlog = job_log(log, job.id)
+        if not force:
+            if was_paused:
+                await asyncio.to_thread(self._signal_tree_sync, job, current.CONT)
+            if family_of(job.family).graceful_stop is GracefulStop.D3KIL:
+                await asyncio.to_thread(write_d3kil, Path(job.workdir), "sw1")
+                jlog.info("wrote sw1. to d3kil; killing the tree in %.1f s", self.config.jobs.stop_grace_s)
+            else:
+                reached = await asyncio.to_thread(self._signal_tree_sync, job, current.graceful_signal())
+                jlog.info("sent SIGTERM to %s; killing the tree in %.1f s", reached, self.config.jobs.stop_grace_s)
+            await asyncio.sleep(self.config.jobs.stop_grace_s)
+            jlog.warning("still running %.1f s after the stop request; killing its tree",
+                         self.config.jobs.stop_grace_s)
+        killed = await asyncio.to_thread(self._kill_tree_sync, job)
+        jlog.info("killed the tree: %s", killed)
+        if not killed:
+            # Nothing left to kill and no exit was seen: the watchdog would notice at its next
+            # tick, but there is no reason to wait for it.
+            self._on_solver_exit(job.id)
+
+    def _signal_tree_sync(self, job: Job, sig: int) -> list[int]:
+        procs = proctree.job_tree(self.tag_prefix + str(job.id), self._roots(job))
+        return proctree.signal_all(procs, sig)
+
+    # ----------------------------------------------------------------- output
+
+    async def read_output(self, job_id: int, offset: int, limit: int) -> dict[str, Any]:
+        """A page of the job's stdout: {data, next_offset, eof}; eof once the job has ended
+        and everything was read."""
+        job = await self.get(job_id)
+        limit = min(limit, MAX_OUTPUT_PAGE)
+        data, next_offset, size = await asyncio.to_thread(read_page, Path(job.workdir) / "stdout", offset, limit)
+        return {"data": data, "next_offset": next_offset, "eof": job.status.is_terminal and next_offset >= size}
+
+    # ----------------------------------------------------------------- status
+
+    def core_status(self) -> dict[str, Any]:
+        topo = self.allocator.topology
+        booked = self.allocator.snapshot()
+        usable = set(self.allocator.usable)
+        cores = []
+        for cpu in sorted(topo.cpus, key=lambda c: c.index):
+            job_id = booked.get(cpu.index)
+            job = self.jobs.get(job_id) if job_id is not None else None
+            cores.append(
+                {
+                    "index": cpu.index,
+                    "job_id": job_id,
+                    "pid": job.pid if job else None,
+                    "socket": cpu.socket,
+                    "numa_node": cpu.numa_node,
+                    "core_id": cpu.core_id,
+                    "siblings": list(cpu.siblings),
+                    "usable": cpu.index in usable,
+                }
+            )
+        return {
+            "physical_cores": topo.physical_cores,
+            "logical_cores": topo.logical_cores,
+            "hyper_threading_enabled": topo.hyper_threading,
+            "usable_cores": len(usable),
+            "available_cores": self.allocator.free_count(),
+            "cores": cores,
+        }
+
+    def counts(self) -> tuple[int, int]:
+        running = sum(1 for j in self.jobs.values() if j.status.has_process)
+        queued = sum(1 for j in self.jobs.values() if j.status is S.QUEUED)
+        return running, queued
+
+    def live_snapshot(self) -> list[Job]:
+        """A copy of the live jobs; safe to call from any thread (records are immutable)."""
+        return list(self.jobs.values())
+
+    def is_ending(self, job_id: int) -> bool:
+        rt = self._rt.get(job_id)
+        return rt is not None and rt.ending
+
+    def live_tags(self) -> set[str]:
+        return {self.tag_prefix + str(j) for j in list(self.jobs)}
+
+    # ----------------------------------------------------------------- orphans
+
+    def orphan_scope(self, working_dir: Path | None) -> orphans.Scope:
+        live = self.live_snapshot()
+        roots: list[ProcIdentity] = []
+        for job in live:
+            roots.extend(self._roots(job))
+        return orphans.Scope(
+            tag_prefix=self.tag_prefix,
+            live_tags=frozenset(self.tag_prefix + str(j.id) for j in live),
+            live_roots=tuple(roots),
+            process_names=orphans.all_process_names(p.process_names for p in self.config.solvers.values()),
+            working_dir=working_dir,
+        )
+
+    async def kill_orphans(self, working_dir: Path | None) -> list[proctree.ProcInfo]:
+        """Kill solver processes that belong to no live job (see serv.orphans)."""
+        scope = self.orphan_scope(working_dir)
+        return await asyncio.to_thread(orphans.kill_orphans, scope)
+
+    def count_orphans(self) -> int:
+        """Thread-safe count for the health report (runs in the watchdog thread)."""
+        return len(orphans.find_orphans(self.orphan_scope(None)))
+
+    # ----------------------------------------------------------------- recovery
+
+    async def _recover(self) -> None:
+        """Re-adopt or end every job the store holds as live (issue #3 item 11)."""
+        stored = await self.store.live()
+        if not stored:
+            return
+        tagged = await asyncio.to_thread(proctree.tagged, self.tag_prefix)
+        for job in stored:
+            if job.status is S.QUEUED:
+                self.jobs[job.id] = job
+                continue
+            seen = await asyncio.to_thread(self._observe, job, tagged.get(self.tag_prefix + str(job.id), []))
+            decision = decide(job, seen, requires_banner=family_of(job.family).requires_banner)
+            await self._apply_recovery(job, seen, decision)
+
+    def _observe(self, job: Job, tagged: list[psutil.Process]) -> Observation:
+        """What is left of `job` on this machine. Thread only."""
+        names = job.extra.get("process_names") or []
+        alive = [p for p in tagged if proctree.identity(p.pid) is not None]
+        solver = None
+        launcher = None
+        for proc in sorted(alive, key=lambda p: (p.create_time(), p.pid)):
+            ident = proctree.identity(proc.pid)
+            if ident is None:
+                continue
+            if launcher is None:
+                launcher = ident
+            if solver is None and proctree.matches(proc.name(), [str(n) for n in names]):
+                solver = ident
+        stored_alive = job.solver_identity is not None and proctree.is_alive(job.solver_identity)
+        verdict = read_verdict(job)
+        return Observation(
+            stored_solver_alive=stored_alive,
+            tagged_solver=solver,
+            tagged_launcher=launcher,
+            tree_alive=bool(alive),
+            termination=verdict.termination,
+            failure_text=verdict.failure_text,
+            restart_dump=newest_dump(Path(job.workdir), job.started_at),
+        )
+
+    async def _apply_recovery(self, job: Job, seen: Observation, decision: Any) -> None:
+        jlog = job_log(log, job.id)
+        if decision.action is Action.END:
+            if decision.kill_leftovers:
+                killed = await asyncio.to_thread(self._kill_tree_sync, job)
+                jlog.warning("killed %d leftover processes: %s", len(killed), killed)
+            jlog.info("ended while the daemon was down")
+            await self._move(job, decision.status, decision.message, termination=seen.termination)
+            return
+        pid_cores = await asyncio.to_thread(read_pid_file_cores, Path(job.workdir))
+        cores, source = self.allocator.restore_first(
+            job.id, job.ncpu, [("pid file", pid_cores), ("database", job.allocated_cores)]
+        )
+        if source == "fresh allocation":
+            jlog.warning("cores from pid file %s and database %s are not free; new allocation %s",
+                         pid_cores, job.allocated_cores, cores)
+        else:
+            jlog.info("restored cores %s from the %s", list(cores or ()), source)
+        self.jobs[job.id] = job
+        rt = self._rt.setdefault(job.id, Runtime())
+        if seen.tagged_launcher is not None:
+            rt.launcher = seen.tagged_launcher
+        if decision.action is Action.RESUME_SEARCH:
+            job = await self._save(dataclasses.replace(job, allocated_cores=cores))
+            assert rt.launcher is not None
+            jlog.info("re-adopted while starting; resuming the pid search under %d", rt.launcher.pid)
+            self._watch_identity(job.id, rt.launcher, self._on_launcher_exit)
+            rt.search = self._spawn(self._search_solver(job.id, rt.launcher.pid), f"job {job.id} pid search")
+            return
+        solver = decision.solver
+        assert solver is not None
+        changes: dict[str, Any] = {
+            "allocated_cores": cores, "pid": solver.pid, "pid_create_time": solver.create_time,
+        }
+        if decision.status is not job.status:
+            job = await self._move(job, decision.status, f"solver pid {solver.pid}", **changes)
+        else:
+            job = await self._save(dataclasses.replace(job, **changes))
+        if cores and source != "pid file":
+            procs = await asyncio.to_thread(
+                proctree.job_tree, self.tag_prefix + str(job.id), self._roots(job)
+            )
+            await asyncio.to_thread(proctree.set_affinity, procs, cores)
+        await asyncio.to_thread(write_pid_file, Path(job.workdir), solver.pid, cores)
+        jlog.info("re-adopted solver pid %d (%s)", solver.pid, job.status)
+        self._watch_identity(job.id, solver, self._on_solver_exit)
+        if job.status is S.STOPPING:
+            self._start_stop(job, force=False)
+
+
+# --------------------------------------------------------------------- file helpers
+
+
+def write_pid_file(workdir: Path, pid: int, cores: Iterable[int] | None) -> None:
+    """contract.md § Files: line 1 the solver PID, line 2 {"cores": [..]} when pinned.
+    Written to a temporary name and renamed, so a reader never sees half a file."""
+    text = f"{pid}\n"
+    if cores:
+        text += json.dumps({"cores": list(cores)}) + "\n"
+    tmp = workdir / ".pid.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, workdir / "pid")
+
+
+def read_pid_file_cores(workdir: Path) -> tuple[int, ...] | None:
+    """The cores on line 2 of the pid file, or None when absent or unreadable."""
+    try:
+        lines = (workdir / "pid").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    if len(lines) < 2:
+        return None
+    try:
+        cores = json.loads(lines[1]).get("cores")
+    except (ValueError, AttributeError):
+        log.warning("unreadable cores line in %s: %r", workdir / "pid", lines[1])
+        return None
+    if isinstance(cores, list) and all(isinstance(c, int) for c in cores):
+        return tuple(cores)
+    return None
+
+
+def write_d3kil(workdir: Path, switch: str) -> None:
+    """LS-DYNA reads a sense switch from a file named d3kil in its cwd, e.g. `sw1.`."""
+    (workdir / "d3kil").write_text(f"{switch}.\n", encoding="ascii")
+
+
+def read_tail(path: Path, size: int = OUTPUT_TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            end = fh.tell()
+            fh.seek(max(0, end - size))
+            raw = fh.read()
+    except OSError:
+        return ""
+    return decode_output(raw)
+
+
+def decode_output(raw: bytes) -> str:
+    """Solver output as text: UTF-16LE when it carries a BOM or NULs (Windows redirection),
+    else UTF-8 with Latin-1 as the fallback that never fails; CRs dropped."""
+    if raw.startswith(b"\xff\xfe") or (raw[1:200:2].count(0) > 50):
+        text = raw.decode("utf-16-le", errors="replace")
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+    return text.replace("\r", "")
+
+
+def read_verdict(job: Job) -> OutputVerdict:
+    """Termination and failure text from the end of the job's stdout."""
+    return family_of(job.family).verdict(read_tail(Path(job.workdir) / "stdout"))
+
+
+def newest_dump(workdir: Path, since: datetime | None) -> str | None:
+    """The newest restart dump (d3dumpNN) written since the job started, if any."""
+    floor = since.timestamp() - 1 if since else 0
+    best: tuple[float, str] | None = None
+    try:
+        entries = list(workdir.glob("d3dump*"))
+    except OSError:
+        return None
+    for path in entries:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        if mtime >= floor and (best is None or mtime > best[0]):
+            best = (mtime, path.name)
+    return best[1] if best else None
+
+
+def read_page(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
+    """Up to `limit` bytes from `offset`, cut back to a whole UTF-8 character."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(offset)
+            raw = fh.read(limit)
+    except FileNotFoundError:
+        return "", offset, 0
+    if len(raw) == limit:
+        cut = len(raw)
+        # Back up over UTF-8 continuation bytes so a character is never split across pages.
+        while cut > 0 and len(raw) - cut < 4 and (raw[cut - 1] & 0xC0) == 0x80:
+            cut -= 1
+        if cut > 0 and raw[cut - 1] >= 0xC0:
+            cut -= 1
+        if cut > 0:
+            raw = raw[:cut]
+    return raw.decode("utf-8", errors="replace"), offset + len(raw), size

@@ -1,0 +1,116 @@
+"""Orphan solver processes: solvers that belong to no live job and may hold licences.
+
+A process is an orphan when it is owned by the daemon's user and either carries one of
+this daemon's job tags for a job that is no longer live, or carries no tag and is named
+like a configured solver. The MPI launchers directly above an orphan (its mpiexec, its
+hydra_pmi_proxy) go with it. Never touched: the daemon, its ancestors, any process of a
+live job, processes tagged by another dynalauncher store, and, when `working_dir` is
+given, anything whose cwd is outside it (tests always pass their own temporary folder).
+Thread only: this scans every process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import psutil
+
+from serv import proctree
+from serv.core.jobs import ProcIdentity
+from serv.platform import current
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What the scan must know about the daemon's live state."""
+
+    tag_prefix: str
+    live_tags: frozenset[str]
+    live_roots: tuple[ProcIdentity, ...]
+    process_names: tuple[str, ...]
+    working_dir: Path | None = None
+
+
+def _protected() -> set[int]:
+    me = psutil.Process()
+    return {me.pid, *(p.pid for p in me.parents())}
+
+
+def _launcher(name: str) -> bool:
+    low = name.lower()
+    return any(low.startswith(n) for n in proctree.LAUNCHER_NAMES)
+
+
+def find_orphans(scope: Scope) -> list[psutil.Process]:
+    """The orphan processes in `scope`, launchers above them included."""
+    protected = _protected()
+    live: set[int] = set()
+    for root in scope.live_roots:
+        if proctree.is_alive(root):
+            live.update(p.pid for p in proctree.descendants(root.pid))
+    found: dict[int, psutil.Process] = {}
+    for proc in proctree.own_processes():
+        if proc.pid in protected or proc.pid in live:
+            continue
+        tag = proctree.tag_of(proc)
+        if tag is not None:
+            if tag in scope.live_tags or not tag.startswith(scope.tag_prefix):
+                continue
+        else:
+            try:
+                name = proc.name()
+            except psutil.NoSuchProcess:
+                continue
+            if not proctree.matches(name, scope.process_names):
+                continue
+        if scope.working_dir is not None and not proctree.within(proctree.cwd_of(proc), scope.working_dir):
+            continue
+        found[proc.pid] = proc
+    for proc in list(found.values()):
+        for parent in _parents(proc):
+            if parent.pid in protected or parent.pid in live:
+                break
+            try:
+                if not _launcher(parent.name()):
+                    break
+            except psutil.NoSuchProcess:
+                break
+            if scope.working_dir is not None and not proctree.within(proctree.cwd_of(parent), scope.working_dir):
+                break
+            found.setdefault(parent.pid, parent)
+    return list(found.values())
+
+
+def _parents(proc: psutil.Process) -> Iterable[psutil.Process]:
+    try:
+        return proc.parents()
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_orphans(scope: Scope) -> list[proctree.ProcInfo]:
+    """SIGKILL every orphan in `scope`; returns what was killed (pid, name, cwd)."""
+    killed = []
+    for proc in find_orphans(scope):
+        try:
+            info = proctree.ProcInfo(proc.pid, proc.name(), proctree.cwd_of(proc))
+        except psutil.NoSuchProcess:
+            continue
+        if current.send_signal(proc.pid, current.KILL):
+            log.warning("killed orphan pid %d %s (cwd %s)", info.pid, info.name, info.cwd)
+            killed.append(info)
+    return killed
+
+
+def all_process_names(profiles: Iterable[Sequence[str]]) -> tuple[str, ...]:
+    names: list[str] = []
+    for group in profiles:
+        names.extend(n for n in group if n not in names)
+    return tuple(names)
+
+

@@ -1,0 +1,263 @@
+"""The JSON-RPC methods of contract.md § Methods, one small async function each.
+
+Methods check the types of their params and name the bad one; they talk only to the
+JobManager. `rpc()` is the one place errors become JSON-RPC error responses: a
+DynalauncherError keeps its code and message, anything else is logged with its traceback
+and answered with a fixed -32603 text (internal details never reach a client).
+Params are bound here rather than by jsonrpcserver so that a missing or unknown param gets
+a message naming it and the accepted ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+from jsonrpcserver import Error, Success
+from jsonrpcserver.result import Result
+
+from serv import __version__
+from serv.api import TOPICS
+from serv.core.states import JobStatus
+from serv.errors import BadParam, DynalauncherError
+from serv.job_manager import JobManager
+from serv.profiles import describe, resolve_profile
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "internal error; details are in the daemon log"
+Method = Callable[..., Awaitable[Any]]
+METHODS: dict[str, Method] = {}
+
+
+@dataclass(eq=False)
+class Session:
+    """One client connection: what it subscribed to and where its messages go."""
+
+    api: Api
+    send: Callable[[str], None]
+    topics: set[str] = field(default_factory=set)
+    peer: str = "?"
+
+
+def rpc(name: str) -> Callable[[Method], Method]:
+    """Register `fn(api, session, **params)` as JSON-RPC method `name`."""
+
+    def register(fn: Method) -> Method:
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())[2:]
+        accepted = ", ".join(p.name for p in params) or "none"
+
+        async def call(session: Session, *args: Any, **kwargs: Any) -> Result:
+            try:
+                try:
+                    bound = signature.bind(session.api, session, *args, **kwargs)
+                except TypeError as exc:
+                    raise BadParam(f"{name}: {exc}; accepted params: {accepted}") from exc
+                return Success(await fn(*bound.args, **bound.kwargs))
+            except DynalauncherError as exc:
+                return Error(exc.code, str(exc))
+            except Exception:  # the RPC edge: log everything, leak nothing
+                log.exception("method %s failed", name)
+                return Error(-32603, INTERNAL)
+
+        call.__name__ = name
+        METHODS[name] = call
+        return fn
+
+    return register
+
+
+# ------------------------------------------------------------------- param checks
+
+
+def as_int(name: str, value: Any, *, lo: int | None = None, hi: int | None = None) -> int:
+    """`value` as an int (a bool is not one), within [lo, hi]; else BadParam naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise BadParam(f"param {name!r}: expected an integer, got {json.dumps(value)}")
+    if lo is not None and value < lo:
+        raise BadParam(f"param {name!r}: {value} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise BadParam(f"param {name!r}: {value} is above the maximum {hi}")
+    return int(value)
+
+
+def as_str(name: str, value: Any, *, optional: bool = False, max_len: int = 4096) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadParam(f"param {name!r}: expected a non-empty string, got {json.dumps(value)}")
+    if len(value) > max_len or "\x00" in value:
+        raise BadParam(f"param {name!r}: too long or contains NUL")
+    return value
+
+
+def as_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadParam(f"param {name!r}: expected true or false, got {json.dumps(value)}")
+    return value
+
+
+def as_list(name: str, value: Any, item: Callable[[str, Any], Any]) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadParam(f"param {name!r}: expected a list, got {json.dumps(value)}")
+    return [item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+def as_id(value: Any) -> int:
+    return as_int("id", value, lo=1)
+
+
+def as_status(value: Any) -> JobStatus | None:
+    if value is None:
+        return None
+    try:
+        return JobStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise BadParam(f"param 'status': {json.dumps(value)} is not one of {allowed}") from None
+
+
+# ------------------------------------------------------------------- the API
+
+
+class Api:
+    """The methods' shared state: the JobManager and the daemon's health sources."""
+
+    def __init__(self, manager: JobManager, health: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self.manager = manager
+        self.health = health
+        self.started = time.monotonic()
+
+
+@rpc("launch")
+async def launch(
+    api: Api,
+    session: Session,
+    solver: Any,
+    input: Any,
+    ncpu: Any = 1,
+    memory: Any = None,
+    args: Any = None,
+    name: Any = None,
+    priority: Any = 0,
+    nice: Any = 0,
+    restart: Any = None,
+    backend: Any = "local",
+    licenses: Any = None,
+    after: Any = None,
+) -> dict[str, Any]:
+    if isinstance(memory, int) and not isinstance(memory, bool):
+        memory = str(memory)
+    pools: dict[str, int] | None = None
+    if licenses is not None:
+        if not isinstance(licenses, dict):
+            raise BadParam(f"param 'licenses': expected an object {{pool: count}}, got {json.dumps(licenses)}")
+        pools = {str(k): as_int(f"licenses.{k}", v, lo=0) for k, v in licenses.items()}
+    job = await api.manager.launch(
+        solver=as_str("solver", solver) or "",
+        input=as_str("input", input) or "",
+        ncpu=as_int("ncpu", ncpu, lo=1),
+        memory=as_str("memory", memory, optional=True, max_len=32),
+        args=as_list("args", args, lambda n, v: as_str(n, v)),
+        name=as_str("name", name, optional=True, max_len=200),
+        priority=as_int("priority", priority, lo=-1000, hi=1000),
+        nice=as_int("nice", nice, lo=-20, hi=19),
+        restart=as_str("restart", restart, optional=True, max_len=64),
+        backend=as_str("backend", backend) or "local",
+        licenses=pools,
+        after=as_list("after", after, lambda n, v: as_int(n, v, lo=1)),
+    )
+    return api.manager.wire(job)
+
+
+@rpc("stop")
+async def stop(api: Api, session: Session, id: Any, force: Any = False) -> dict[str, Any]:
+    job = await api.manager.stop(as_id(id), as_bool("force", force))
+    return api.manager.wire(job)
+
+
+@rpc("getJob")
+async def get_job(api: Api, session: Session, id: Any) -> dict[str, Any]:
+    return api.manager.wire(await api.manager.get(as_id(id)))
+
+
+@rpc("listJobs")
+async def list_jobs(api: Api, session: Session, status: Any = None, limit: Any = 100) -> list[dict[str, Any]]:
+    jobs = await api.manager.list(as_status(status), as_int("limit", limit, lo=1, hi=10000))
+    return [api.manager.wire(j) for j in jobs]
+
+
+@rpc("getJobOutput")
+async def get_job_output(
+    api: Api, session: Session, id: Any, offset: Any = 0, limit: Any = 65536
+) -> dict[str, Any]:
+    return await api.manager.read_output(
+        as_id(id), as_int("offset", offset, lo=0), as_int("limit", limit, lo=1, hi=1024 * 1024)
+    )
+
+
+@rpc("subscribe")
+async def subscribe(api: Api, session: Session, topics: Any = None) -> bool:
+    wanted = as_list("topics", ["jobs"] if topics is None else topics, lambda n, v: as_str(n, v))
+    unknown = [t for t in wanted if t not in TOPICS]
+    if unknown:
+        raise BadParam(f"param 'topics': unknown topic {unknown[0]!r}; known: {', '.join(sorted(TOPICS))}")
+    session.topics.update(wanted)
+    return True
+
+
+@rpc("killOrphanDynaProcesses")
+async def kill_orphans(api: Api, session: Session, working_dir: Any = None) -> dict[str, Any]:
+    folder = as_str("working_dir", working_dir, optional=True)
+    path = None
+    if folder is not None:
+        path = Path(folder)
+        if not path.is_absolute() or not path.is_dir():
+            raise BadParam(f"param 'working_dir': {folder!r} is not an absolute path to a folder")
+    killed = await api.manager.kill_orphans(path)
+    where = f" in {folder}" if folder else ""
+    return {
+        "killed_count": len(killed),
+        "message": f"killed {len(killed)} orphan process(es){where}",
+        "processes": [{"pid": p.pid, "name": p.name, "cwd": p.cwd} for p in killed],
+    }
+
+
+@rpc("getCoreAllocationStatus")
+async def core_status(api: Api, session: Session) -> dict[str, Any]:
+    return api.manager.core_status()
+
+
+@rpc("getSystemHealth")
+async def system_health(api: Api, session: Session) -> dict[str, Any]:
+    return await api.health()
+
+
+@rpc("listSolvers")
+async def list_solvers(api: Api, session: Session) -> list[dict[str, object]]:
+    """The configured solver profiles and whether each can run here (an extra method)."""
+    import asyncio
+
+    profiles = list(api.manager.config.solvers.values())
+    resolved = await asyncio.to_thread(lambda: [resolve_profile(p) for p in profiles])
+    return [describe(r) for r in resolved]
+
+
+def methods() -> Mapping[str, Method]:
+    """The method table handed to jsonrpcserver (explicit, never its global registry)."""
+    return METHODS
+
+
+__all__ = ["Api", "Session", "methods", "rpc", "functools", "__version__"]
