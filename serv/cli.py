@@ -103,14 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    from websockets.exceptions import WebSocketException
+
     from serv.client import RpcError
 
+    if "://" not in args.url:
+        args.url = f"ws://{args.url.rstrip('/')}/"
     try:
         emit(asyncio.run(run_client(args)), args.json)
     except RpcError as exc:
         sys.stderr.write(f"error {exc.code}: {exc.message}\n")
         return 1
-    except OSError as exc:
+    except (OSError, WebSocketException) as exc:
         sys.stderr.write(f"cannot reach the daemon at {args.url}: {exc}\n")
         return 1
     return 0

@@ -348,7 +348,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "intel_mpi_pinning",
         "boolean",
         _default(CoresConfig, "intel_mpi_pinning"),
-        "Allocate cores to jobs and pin MPI ranks to them; false = no allocation, no pinning.",
+        "Pin Intel MPI jobs to their allocated cores (I_MPI_PIN_PROCESSOR_LIST and the CPU mask); "
+        "false = Intel MPI pins by itself; cores are still booked, so none is given twice.",
         flag="--noIntelMpiCoreAllocation",
     ),
     ConfigKey(

@@ -120,7 +120,7 @@ class Daemon:
         wd = self.watchdog
         active = wd is not None and wd.active
         age = wd.tick_age_s() if wd is not None else None
-        stale = age is None or age > 3 * self.config.watchdog.interval_s
+        stale = age is not None and age > 3 * self.config.watchdog.interval_s
         return {
             "status": "ok" if db_ok and active and not stale else "degraded",
             "version": __version__,

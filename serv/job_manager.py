@@ -34,7 +34,7 @@ from serv.core.ending import ExitInfo, decide_ending
 from serv.core.jobs import Job, JobSpec, ProcIdentity
 from serv.core.queue import plan_admissions
 from serv.core.recovery import Action, Observation, decide
-from serv.core.states import JobStatus, Termination, transition
+from serv.core.states import JobStatus, transition
 from serv.errors import (
     BackendDown,
     BadParam,
@@ -394,6 +394,7 @@ class JobManager:
                     env=env,
                     stdout_path=workdir / "stdout",
                     cores=cores if pin else None,
+                    nice=job.nice,
                 )
             except OSError as exc:
                 await self._fail_start(job, f"could not start {plan.argv[0]}: {exc}")

@@ -84,8 +84,8 @@ class Watchdog:
             if ident is not None and not proctree.is_alive(ident):
                 job_log(log, job.id).warning("watchdog: pid %d is gone", ident.pid)
                 self._loop.call_soon_threadsafe(self._on_gone, job.id)
-        now = time.monotonic()
+        self.last_tick = time.monotonic()
+        now = self.last_tick
         if self._count_orphans is not None and now - self._last_orphan_scan >= self._orphan_every_s:
             self._last_orphan_scan = now
             self.orphan_count = self._count_orphans()
-        self.last_tick = time.monotonic()

@@ -10,7 +10,6 @@ a message naming it and the accepted ones.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import logging
@@ -22,7 +21,6 @@ from typing import Any, Awaitable, Callable, Mapping
 from jsonrpcserver import Error, Success
 from jsonrpcserver.result import Result
 
-from serv import __version__
 from serv.api import TOPICS
 from serv.core.states import JobStatus
 from serv.errors import BadParam, DynalauncherError
@@ -260,4 +258,3 @@ def methods() -> Mapping[str, Method]:
     return METHODS
 
 
-__all__ = ["Api", "Session", "methods", "rpc", "functools", "__version__"]

@@ -212,36 +212,32 @@ class DaemonProcess:
             env={**os.environ, "NO_COLOR": "1"},
         )
         assert self.proc.stderr is not None
-        deadline = DEADLINE
-        import select
-        import time
-
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            ready, _, _ = select.select([self.proc.stderr], [], [], max(0.0, end - time.monotonic()))
-            if not ready:
-                break
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.log_lines.append(line)
-            found = re.search(r"listening on (ws://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                self._drain()
-                return self.url
-        self.proc.kill()
-        pytest.fail("daemon did not report its URL:\n" + "".join(self.log_lines))
-
-    def _drain(self) -> None:
+        import queue
         import threading
+
+        lines: queue.Queue[str | None] = queue.Queue()
 
         def read() -> None:
             assert self.proc is not None and self.proc.stderr is not None
             for line in self.proc.stderr:
                 self.log_lines.append(line)
+                lines.put(line)
+            lines.put(None)
 
         threading.Thread(target=read, daemon=True).start()
+        try:
+            while True:
+                line = lines.get(timeout=DEADLINE)
+                if line is None:
+                    break
+                found = re.search(r"listening on (ws://\S+)", line)
+                if found:
+                    self.url = found.group(1)
+                    return self.url
+        except queue.Empty:
+            pass
+        self.proc.kill()
+        pytest.fail("daemon did not report its URL:\n" + "".join(self.log_lines))
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -128,7 +128,9 @@ class CoreAllocator:
         allocation" when none fitted, and cores None when not even that was possible).
         """
         for source, cores in candidates:
-            if cores and len(cores) == n and self.restore(job_id, cores):
+            # A list with a repeated CPU (a damaged pid file) would book fewer than n CPUs
+            # while reporting n, so it does not fit.
+            if cores and len(set(cores)) == len(cores) == n and self.restore(job_id, cores):
                 return tuple(sorted(cores)), source
         return self.allocate(job_id, n), "fresh allocation"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from serv.core.ending import ExitInfo, decide_ending
+from serv.core.ending import decide_ending
 from serv.core.jobs import Job, ProcIdentity
 from serv.core.states import JobStatus, Termination
 
@@ -55,16 +55,21 @@ def decide(job: Job, seen: Observation, *, requires_banner: bool) -> Decision:
         return Decision(Action.ADOPT, solver=seen.tagged_solver, status=_adopted_status(job))
     if job.status is JobStatus.STARTING and seen.tagged_launcher is not None:
         return Decision(Action.RESUME_SEARCH, status=JobStatus.STARTING)
+    # Only a user's stop moves a job to `stopping`, but rows written under schema 0001 carry
+    # no requester, and a stopping job may not become `failed` (states.TRANSITIONS).
+    requester = job.stop_requested_by
+    if requester is None and job.status is JobStatus.STOPPING:
+        requester = "user"
     ending = decide_ending(
         termination=seen.termination,
-        stop_requested_by=job.stop_requested_by,
+        stop_requested_by=requester,
         exit=None,
         requires_banner=requires_banner,
         restart_dump=seen.restart_dump,
         failure_text=seen.failure_text,
     )
     message = ending.message
-    if seen.termination is None and job.stop_requested_by is None:
+    if seen.termination is None and requester is None:
         message = "solver ended while the daemon was down; no termination message in its output"
     return Decision(
         Action.END, status=ending.status, message=message, kill_leftovers=seen.tree_alive

@@ -32,11 +32,17 @@ __all__ = [
 # Runs under `python -I -S`: no site, no environment-driven imports, so it starts in ~10 ms.
 _PIN_EXEC = (
     "import os,sys\n"
-    "os.sched_setaffinity(0,{int(c) for c in sys.argv[1].split(',')})\n"
+    "if sys.argv[1]:\n"
+    "    os.sched_setaffinity(0,{int(c) for c in sys.argv[1].split(',')})\n"
+    "if int(sys.argv[2]):\n"
+    "    try:\n"
+    "        os.setpriority(os.PRIO_PROCESS,0,int(sys.argv[2]))\n"
+    "    except OSError as e:\n"
+    "        sys.stderr.write('dynalauncher: nice %s not applied: %s\\n'%(sys.argv[2],e))\n"
     "try:\n"
-    "    os.execv(sys.argv[2],sys.argv[2:])\n"
+    "    os.execv(sys.argv[3],sys.argv[3:])\n"
     "except OSError as e:\n"
-    "    sys.stderr.write('dynalauncher: cannot execute %s: %s\\n'%(sys.argv[2],e))\n"
+    "    sys.stderr.write('dynalauncher: cannot execute %s: %s\\n'%(sys.argv[3],e))\n"
     "    sys.stderr.flush()\n"
     "    os._exit(127)\n"
 )
@@ -46,12 +52,14 @@ STOP = signal.SIGSTOP
 CONT = signal.SIGCONT
 
 
-def pin_exec_argv(argv: Sequence[str], cores: Sequence[int] | None) -> list[str]:
-    """argv wrapped so the process starts with its CPU mask already set to `cores`."""
-    if not cores or not hasattr(os, "sched_setaffinity"):
+def pin_exec_argv(argv: Sequence[str], cores: Sequence[int] | None, nice: int = 0) -> list[str]:
+    """argv wrapped so the process starts with its CPU mask set to `cores` and its nice
+    value set to `nice` (both inherited by everything it starts)."""
+    cores = cores if hasattr(os, "sched_setaffinity") else None
+    if not cores and not nice:
         return list(argv)
-    cpus = ",".join(str(c) for c in cores)
-    return [sys.executable, "-I", "-S", "-c", _PIN_EXEC, cpus, *argv]
+    cpus = ",".join(str(c) for c in cores) if cores else ""
+    return [sys.executable, "-I", "-S", "-c", _PIN_EXEC, cpus, str(nice), *argv]
 
 
 def spawn_detached(
@@ -61,14 +69,16 @@ def spawn_detached(
     env: Mapping[str, str],
     stdout_path: Path,
     cores: Sequence[int] | None,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` in `cwd` in a new session, stdout+stderr to `stdout_path`, pinned to `cores`.
+    """Start `argv` in `cwd` in a new session, stdout+stderr to `stdout_path`, pinned to
+    `cores`, at CPU priority `nice`.
 
     Raises OSError when the program cannot be started (the caller fails the job with it).
     """
     with open(stdout_path, "wb") as out:
         return subprocess.Popen(
-            pin_exec_argv(argv, cores),
+            pin_exec_argv(argv, cores, nice),
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,

@@ -48,11 +48,13 @@ def spawn_detached(
     env: Mapping[str, str],
     stdout_path: Path,
     cores: Sequence[int] | None,
+    nice: int = 0,
     popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` detached from the daemon; stdout+stderr to `stdout_path`.
 
     `cores` are applied right after creation (Windows has no exec to pin before).
+    TODO(#5): map `nice` to a priority class.
     """
     with open(stdout_path, "wb") as out:
         last_error: OSError | None = None
@@ -141,5 +143,5 @@ def install_shutdown_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callab
             signal.signal(sig, lambda s, f, n=name: loop.call_soon_threadsafe(on_signal, n))
 
 
-def pin_exec_argv(argv: Sequence[str], cores: Sequence[int] | None) -> list[str]:
+def pin_exec_argv(argv: Sequence[str], cores: Sequence[int] | None, nice: int = 0) -> list[str]:
     return list(argv)

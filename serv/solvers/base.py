@@ -74,7 +74,5 @@ SHELL_META = re.compile(r"[;&|<>`$\\\n\r\x00\"'*?(){}\[\]!~]")
 
 def last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     """The last match of `pattern` in `text`, or None."""
-    found = None
-    for found in pattern.finditer(text):
-        pass
-    return found
+    matches = list(pattern.finditer(text))
+    return matches[-1] if matches else None

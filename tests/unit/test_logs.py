@@ -1,0 +1,67 @@
+"""Issue #3 item 13: colour only on a TTY (and not with NO_COLOR); the log file has none."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from serv.logs import job_log, setup_logging
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():  # type: ignore[no-untyped-def]
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_console_is_coloured_on_a_tty_and_the_file_is_plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty = FakeTty()
+    log_file = tmp_path / "logs" / "d.log"
+    setup_logging("INFO", log_file, stream=tty)
+    job_log(logging.getLogger("serv.test"), 7).warning("pid %d fallback", 42)
+    assert "\x1b[" in tty.getvalue() and "job 7: pid 42 fallback" in tty.getvalue()
+    text = log_file.read_text()
+    assert "job 7: pid 42 fallback" in text and "\x1b[" not in text
+
+
+def test_console_is_plain_when_not_a_tty_or_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = io.StringIO()
+    setup_logging("INFO", None, stream=plain)
+    logging.getLogger("serv.test").info("hello")
+    assert "hello" in plain.getvalue() and "\x1b[" not in plain.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    tty = FakeTty()
+    setup_logging("INFO", None, stream=tty)
+    logging.getLogger("serv.test").info("again")
+    assert "again" in tty.getvalue() and "\x1b[" not in tty.getvalue()
+
+
+def test_job_log_keeps_the_job_id_on_the_record() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("serv.test.keep")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    job_log(logger, 12).info("started")
+    assert records[0].job_id == 12  # type: ignore[attr-defined]
+    assert records[0].getMessage() == "job 12: started"
