@@ -79,8 +79,11 @@ class Daemon:
         await self.manager.start()
         self._stack.push_async_callback(self._step, "release the job manager", self.manager.close)
         if self.config.jobs.clean_orphans_at_start:
-            killed = await self.manager.kill_orphans(None)
-            log.info("--clean-orphans-at-start: killed %d orphan process(es)", len(killed))
+            # With allowed roots, jobs only ever run below them, so the clean-up stays there too.
+            scopes = list(self.config.jobs.allowed_roots) or [None]
+            killed = [p for scope in scopes for p in await self.manager.kill_orphans(scope)]
+            where = ", ".join(str(s) for s in scopes if s is not None) or "anywhere"
+            log.info("--clean-orphans-at-start: killed %d orphan process(es) (%s)", len(killed), where)
         self.watchdog = Watchdog(
             loop,
             interval_s=self.config.watchdog.interval_s,

@@ -205,8 +205,12 @@ class DaemonProcess:
         self.log_lines: list[str] = []
 
     def start(self) -> str:
+        return self.start_with(self.env.config_path)
+
+    def start_with(self, config: Path) -> str:
+        """Start with a given config file (the default one is written by Env)."""
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "launcher.py"), "--config", str(self.env.config_path),
+            [sys.executable, str(ROOT / "launcher.py"), "--config", str(config),
              "--port", "0", *self.extra_args],
             cwd=self.env.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "NO_COLOR": "1"},

@@ -127,3 +127,29 @@ class TestCli:
         finally:
             server.terminate()
             server.wait(timeout=DEADLINE)
+
+
+class TestOrphansAtStart:
+    async def test_clean_orphans_at_start_is_scoped_to_allowed_roots(
+        self, env: Env, daemon_process: Callable[..., DaemonProcess]
+    ) -> None:
+        """--clean-orphans-at-start kills an untagged solver under jobs.allowed_roots (here the test's tmp)."""
+        from tests.fakes import write_deck
+
+        env.extra_config = ""
+        folder = env.tmp / "runs" / "left-behind"
+        write_deck(folder / "main.k", wall_s=120)
+        orphan = subprocess.Popen([str(env.bin_dir / "lsdyna-fake"), "i=main.k"], cwd=folder,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            text = env.config_path.read_text().replace("[jobs]\n", f'[jobs]\nallowed_roots = ["{env.tmp}"]\n')
+            config = env.tmp / "scoped.toml"
+            config.write_text(text)
+            proc = daemon_process(["--clean-orphans-at-start"])
+            proc.start_with(config)
+            assert orphan.wait(timeout=DEADLINE) == -9
+            assert any("killed 1 orphan" in line and str(env.tmp) in line for line in proc.log_lines)
+        finally:
+            if orphan.poll() is None:
+                orphan.kill()
+                orphan.wait()
