@@ -554,9 +554,11 @@ class JobManager:
         rt.handles.clear()
         async with self._lock(job_id):
             job = self.jobs[job_id]
+            # Rows from schema 0001 carry no requester, but only a user's stop leads to `stopping`.
+            requester = job.stop_requested_by or ("user" if job.status is S.STOPPING else None)
             ending = decide_ending(
                 termination=verdict.termination,
-                stop_requested_by=job.stop_requested_by,
+                stop_requested_by=requester,
                 exit=rt.launcher_exit,
                 requires_banner=family_of(job.family).requires_banner,
                 restart_dump=dump,

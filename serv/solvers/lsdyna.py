@@ -27,7 +27,7 @@ from serv.solvers.mpi import mpi_prefix
 
 NORMAL = re.compile(r"N o r m a l\s+t e r m i n a t i o n")
 ERROR = re.compile(r"E r r o r\s+t e r m i n a t i o n")
-ERROR_BLOCK = re.compile(r"^\s*\*\*\* Error \d+[^\n]*\n((?:[ \t]+\S[^\n]*\n?)*)", re.MULTILINE)
+ERROR_BLOCK = re.compile(r"^\s*\*\*\* (Error \d+[^\n]*)\n[ \t]+(\S[^\n]*)", re.MULTILINE)
 
 # Command-line keys LS-DYNA documents (i/o file names, memory, restarts, run control).
 # `i`, `ncpu` and `memory` are set from the job itself and cannot be passed again.
@@ -85,8 +85,9 @@ class LsDyna:
         normal = last_match(NORMAL, text)
         error = last_match(ERROR, text)
         if error is not None and (normal is None or error.start() > normal.start()):
-            block = last_match(ERROR_BLOCK, text)
-            detail = " ".join(block.group(1).split()) if block else None
+            # The first error block names the cause; the last only counts the errors.
+            block = ERROR_BLOCK.search(text)
+            detail = f"{block.group(1).strip()}: {block.group(2).strip()}" if block else None
             return OutputVerdict(Termination.ERROR, detail or "error termination")
         if normal is not None:
             return OutputVerdict(Termination.NORMAL)
