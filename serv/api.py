@@ -75,4 +75,6 @@ def job_to_wire(job: Job, now: datetime) -> dict[str, Any]:
         "restart": job.restart,
         "licenses": None if job.licenses is None else dict(job.licenses),
         "command": list(job.command),
+        "solver_started": bool(job.extra.get("solver_started", False)),
+        "details": job.extra.get("details") or {},
     }

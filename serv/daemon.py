@@ -75,6 +75,7 @@ class Daemon:
             self.config, self.store, allocator,
             on_job=self.hub.job_changed,
             on_cores=lambda: self.hub.publish("cores", "coresChanged", {"status": self._cores()}),
+            on_output=lambda job_id, text: self.hub.publish("output", "jobOutput", {"id": job_id, "data": text}),
         )
         await self.manager.start()
         self._stack.push_async_callback(self._step, "release the job manager", self.manager.close)
@@ -133,6 +134,7 @@ class Daemon:
             "watchdog_active": active,
             "watchdog_last_tick_age_s": None if age is None else round(age, 3),
             "watchdog_interval_s": self.config.watchdog.interval_s,
+            "watchdog_ticks": wd.ticks if wd is not None else 0,
             "orphan_processes": wd.orphan_count if wd is not None else 0,
             "db_ok": db_ok,
             "db_path": str(self.config.store.path),

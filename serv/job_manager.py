@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from serv.core.ending import ExitInfo, decide_ending
 from serv.core.jobs import Job, JobSpec, ProcIdentity
 from serv.core.queue import plan_admissions
 from serv.core.recovery import Action, Observation, decide
-from serv.core.states import JobStatus, transition
+from serv.core.states import JobStatus, Termination, transition
 from serv.errors import (
     BackendDown,
     BadParam,
@@ -46,10 +47,12 @@ from serv.errors import (
     UnknownSolver,
 )
 from serv.logs import job_log
+from serv.output import Tailer
 from serv.platform import TAG_VAR, current
 from serv.profiles import resolve_profile
 from serv.solvers import family_of
 from serv.solvers.base import GracefulStop, LaunchContext, OutputVerdict
+from serv.solvers.progress import DECK, STDOUT, OutputParser, Progress
 from serv.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,10 @@ OUTPUT_TAIL_BYTES = 256 * 1024
 MAX_OUTPUT_PAGE = 1024 * 1024
 MEMORY = re.compile(r"^\d+[kKmMgG]?$")
 DUMP_NAME = re.compile(r"^d3dump\d+$|^runrsf$")
+# Output is read every TAIL_INTERVAL_S: progress notifications stay at ≤ 2 per second per job.
+TAIL_INTERVAL_S = 0.5
+DECK_MAX_BYTES = 64 * 1024 * 1024
+OUTPUT_CHUNK = 64 * 1024
 
 
 def utcnow() -> datetime:
@@ -80,6 +87,16 @@ class Runtime:
     search: asyncio.Task[None] | None = None
     stopper: asyncio.Task[None] | None = None
     ending: bool = False
+    parser: OutputParser | None = None
+    paused_since: float | None = None
+    paused_total: float = 0.0
+    shown: tuple[object, ...] | None = None
+
+    def active_now(self) -> float:
+        """Monotonic seconds that stop while the job is paused (ETAs exclude paused time)."""
+        now = time.monotonic()
+        paused = self.paused_total + (now - self.paused_since if self.paused_since is not None else 0.0)
+        return now - paused
 
 
 class JobManager:
@@ -93,6 +110,7 @@ class JobManager:
         *,
         on_job: Callable[[Job], None] = lambda job: None,
         on_cores: Callable[[], None] = lambda: None,
+        on_output: Callable[[int, str], None] = lambda job_id, text: None,
     ) -> None:
         self.config = config
         self.store = store
@@ -105,6 +123,10 @@ class JobManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_job = on_job
         self._on_cores = on_cores
+        self._on_output = on_output
+        self._tailer = Tailer()
+        # One thread reads every job's output and runs its parser: no thread per job.
+        self._tail_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.db_ok = True
         self.tag_prefix = f"{store.daemon_id}:"
@@ -117,6 +139,7 @@ class JobManager:
         self._loop = asyncio.get_running_loop()
         await self._recover()
         await self.schedule()
+        self._spawn(self._tail_loop(), "output tailing")
 
     async def close(self) -> None:
         """Stop watching; jobs keep running and are re-adopted at the next start."""
@@ -128,6 +151,7 @@ class JobManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._tail_pool.shutdown(wait=True)
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
         """Run `coro` as a detached task that logs its own failure (nothing awaits it)."""
@@ -411,6 +435,7 @@ class JobManager:
                     )
                 )
             self._watch(job_id, popen.pid, self._on_launcher_exit)
+            await self._begin_output(job)
             rt.search = self._spawn(self._search_solver(job_id, popen.pid), f"job {job_id} pid search")
 
     def _pinning_enabled(self, profile: SolverProfile | None) -> bool:
@@ -547,7 +572,12 @@ class JobManager:
                     await asyncio.wait_for(rt.launcher_done.wait(), LAUNCHER_LINGER_S)
                 except TimeoutError:
                     jlog.error("launcher pid %d survived SIGKILL", rt.popen.pid)
-        verdict = await asyncio.to_thread(read_verdict, job)
+        snap = await self._drain_output(job_id)
+        if snap is not None and snap.termination is not None:
+            failure = snap.message if snap.termination is Termination.ERROR else None
+            verdict = OutputVerdict(snap.termination, failure)
+        else:
+            verdict = await asyncio.to_thread(read_verdict, job)
         dump = await asyncio.to_thread(newest_dump, Path(job.workdir), job.started_at)
         for handle in rt.handles:
             handle.cancel()
@@ -565,6 +595,10 @@ class JobManager:
                 failure_text=verdict.failure_text,
             )
             self.allocator.release(job_id)
+            if snap is not None:
+                job = apply_progress(job, snap)
+                if ending.status is S.FINISHED and job.progress is not None:
+                    job = dataclasses.replace(job, progress=100.0, eta_s=0.0)
             try:
                 await self._move(
                     job, ending.status, ending.message,
@@ -624,6 +658,8 @@ class JobManager:
 
     async def _run_stop(self, job: Job, force: bool, was_paused: bool) -> None:
         jlog = job_log(log, job.id)
+        if was_paused and job.id in self._rt:
+            self._unpause(self._rt[job.id])
         if not force:
             if was_paused:
                 await asyncio.to_thread(self._signal_tree_sync, job, current.CONT)
@@ -646,6 +682,166 @@ class JobManager:
     def _signal_tree_sync(self, job: Job, sig: int) -> list[int]:
         procs = proctree.job_tree(self.tag_prefix + str(job.id), self._roots(job))
         return proctree.signal_all(procs, sig)
+
+    # ----------------------------------------------------------------- pause, sense switches
+
+    async def pause(self, job_id: int) -> Job:
+        """SIGSTOP the whole tree of a running job (psutil suspend on Windows). Raises
+        JobNotFound, InvalidState (1002) unless the job is running."""
+        stored = await self.get(job_id)
+        async with self._lock(job_id):
+            job = self._require(job_id, stored, S.RUNNING, "paused")
+            reached = await asyncio.to_thread(self._signal_tree_sync, job, current.STOP)
+            self._rt[job_id].paused_since = time.monotonic()
+            # What the solver wrote before it stopped belongs to the running phase.
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._tail_pool, self._read_outputs, [job_id]
+            )
+            if job_id in results:
+                snap, text = results[job_id]
+                self._stream(job_id, text)
+                job = apply_progress(job, snap)
+            return await self._move(job, S.PAUSED, f"paused by user ({len(reached)} processes)")
+
+    async def resume(self, job_id: int) -> Job:
+        """SIGCONT the whole tree of a paused job. Raises JobNotFound, InvalidState."""
+        stored = await self.get(job_id)
+        async with self._lock(job_id):
+            job = self._require(job_id, stored, S.PAUSED, "resumed")
+            await asyncio.to_thread(self._signal_tree_sync, job, current.CONT)
+            self._unpause(self._rt[job_id])
+            return await self._move(job, S.RUNNING, "resumed by user")
+
+    def _unpause(self, rt: Runtime) -> None:
+        if rt.paused_since is not None:
+            rt.paused_total += time.monotonic() - rt.paused_since
+            rt.paused_since = None
+
+    def _require(self, job_id: int, stored: Job, status: JobStatus, verb: str) -> Job:
+        """The live job if it has `status`, else InvalidState naming what it is."""
+        job = self.jobs.get(job_id) or stored
+        if job.status is not status or job_id not in self._rt:
+            raise InvalidState(f"job {job_id} is {job.status}; only a {status} job can be {verb}")
+        return job
+
+    async def sense_switch(self, job_id: int, switch: str) -> Job:
+        """Write an LS-DYNA sense switch to the job's d3kil. sw1 and stop end the run, so the
+        job will end `stopped` (sw1 with the restart dump it wrote named in `message`).
+        Raises JobNotFound, InvalidState (wrong family or not running)."""
+        job = await self.get(job_id)
+        family = family_of(job.family)
+        if switch not in family.sense_switches:
+            raise InvalidState(f"job {job_id} is a {job.family} job; sense switches are for LS-DYNA jobs")
+        async with self._lock(job_id):
+            job = self._require(job_id, job, S.RUNNING, f"sent {switch}")
+            await asyncio.to_thread(write_d3kil, Path(job.workdir), switch)
+            job_log(log, job_id).info("wrote %s to d3kil", switch)
+            if switch in ("sw1", "stop"):
+                job = await self._save(dataclasses.replace(job, stop_requested_by=f"sense switch {switch}"))
+            return job
+
+    # ----------------------------------------------------------------- output tailing
+
+    async def _begin_output(self, job: Job) -> None:
+        """Start following the job's stdout and side files; feed its deck once."""
+        family = family_of(job.family)
+        rt = self._rt.setdefault(job.id, Runtime())
+        parser = family.new_parser(job)
+        files = [(STDOUT, ("stdout",), None)] + [
+            (f.source, (f.name, *f.alternatives), f.max_bytes) for f in family.side_files(job)
+        ]
+        deck = Path(job.input) if family.reads_deck else None
+        # A second of slack: file systems store mtimes coarser than the clock we compare with.
+        since = job.started_at.timestamp() - 1.0 if job.started_at else 0.0
+
+        def setup() -> None:
+            self._tailer.add(job.id, Path(job.workdir), files, since)
+            if deck is not None:
+                parser.feed(DECK, read_deck_lines(deck), rt.active_now())
+
+        await asyncio.get_running_loop().run_in_executor(self._tail_pool, setup)
+        rt.parser = parser
+
+    def _read_outputs(self, job_ids: list[int]) -> dict[int, tuple[Progress, str]]:
+        """Tail thread: new output of each job through its parser."""
+        results: dict[int, tuple[Progress, str]] = {}
+        for job_id in job_ids:
+            rt = self._rt.get(job_id)
+            if rt is None or rt.parser is None:
+                continue
+            chunks = self._tailer.read_job(job_id)
+            if not chunks:
+                continue
+            now = rt.active_now()
+            for source, (lines, _text) in chunks.items():
+                if lines:
+                    rt.parser.feed(source, lines, now)
+            results[job_id] = (rt.parser.snapshot(), chunks.get(STDOUT, ([], ""))[1])
+        return results
+
+    async def _tail_loop(self) -> None:
+        """Every TAIL_INTERVAL_S: read new output of all jobs, stream it, update progress."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TAIL_INTERVAL_S)
+            ids = [jid for jid, rt in list(self._rt.items()) if rt.parser is not None and not rt.ending]
+            if not ids:
+                continue
+            results = await loop.run_in_executor(self._tail_pool, self._read_outputs, ids)
+            await self._apply_outputs(results)
+
+    def _stream(self, job_id: int, text: str) -> None:
+        """Send new stdout text to "output" subscribers, in chunks of at most OUTPUT_CHUNK."""
+        for start in range(0, len(text), OUTPUT_CHUNK):
+            self._on_output(job_id, text[start : start + OUTPUT_CHUNK])
+
+    async def _apply_outputs(self, results: dict[int, tuple[Progress, str]]) -> None:
+        for job_id, (_snap, text) in results.items():
+            self._stream(job_id, text)
+        ids = sorted(results)
+        locks = [self._lock(job_id) for job_id in ids]
+        for lock in locks:
+            await lock.acquire()
+        try:
+            changed = []
+            for job_id in ids:
+                job, rt = self.jobs.get(job_id), self._rt.get(job_id)
+                if job is None or rt is None or rt.ending or not job.status.has_process:
+                    continue
+                new = apply_progress(job, results[job_id][0])
+                key = shown_fields(new)
+                if key != rt.shown:
+                    rt.shown = key
+                    changed.append(new)
+            if changed:
+                try:
+                    await self.store.commit_many(changed)
+                except StoreUnavailable:
+                    self.db_ok = False
+                    log.exception("progress of jobs %s not saved", [j.id for j in changed])
+                    return
+                for new in changed:
+                    self.jobs[new.id] = new
+                    self._on_job(new)
+        finally:
+            for lock in locks:
+                lock.release()
+
+    async def _drain_output(self, job_id: int) -> Progress | None:
+        """Read what is left of a job's output and stop following it; the final snapshot."""
+        rt = self._rt.get(job_id)
+        if rt is None or rt.parser is None:
+            return None
+
+        def drain() -> tuple[Progress, str]:
+            result = self._read_outputs([job_id]).get(job_id)
+            self._tailer.remove(job_id)
+            assert rt.parser is not None
+            return result if result is not None else (rt.parser.snapshot(), "")
+
+        snap, text = await asyncio.get_running_loop().run_in_executor(self._tail_pool, drain)
+        self._stream(job_id, text)
+        return snap
 
     # ----------------------------------------------------------------- output
 
@@ -796,6 +992,7 @@ class JobManager:
             job = await self._save(dataclasses.replace(job, allocated_cores=cores))
             assert rt.launcher is not None
             jlog.info("re-adopted while starting; resuming the pid search under %d", rt.launcher.pid)
+            await self._begin_output(job)
             self._watch_identity(job.id, rt.launcher, self._on_launcher_exit)
             rt.search = self._spawn(self._search_solver(job.id, rt.launcher.pid), f"job {job.id} pid search")
             return
@@ -815,9 +1012,59 @@ class JobManager:
             await asyncio.to_thread(proctree.set_affinity, procs, cores)
         await asyncio.to_thread(write_pid_file, Path(job.workdir), solver.pid, cores)
         jlog.info("re-adopted solver pid %d (%s)", solver.pid, job.status)
+        if job.status is S.PAUSED:
+            rt.paused_since = time.monotonic()
+        await self._begin_output(job)
         self._watch_identity(job.id, solver, self._on_solver_exit)
         if job.status is S.STOPPING:
             self._start_stop(job, force=False)
+
+
+# --------------------------------------------------------------------- progress
+
+
+def apply_progress(job: Job, snap: Progress) -> Job:
+    """`job` with what its output says; unknown values keep what the job already had."""
+    def keep(new: float | None, old: float | None) -> float | None:
+        return old if new is None else new
+
+    extra = dict(job.extra)
+    if snap.details:
+        extra["details"] = dict(snap.details)
+    if snap.started:
+        extra["solver_started"] = True
+    message = job.message
+    if snap.message and job.status in (S.RUNNING, S.PAUSED):
+        message = snap.message
+    return dataclasses.replace(
+        job,
+        progress=keep(None if snap.progress is None else round(snap.progress, 3), job.progress),
+        sim_time=keep(snap.sim_time, job.sim_time),
+        end_time=keep(snap.end_time, job.end_time),
+        eta_s=keep(None if snap.eta_s is None else round(snap.eta_s), job.eta_s),
+        added_mass=keep(snap.added_mass, job.added_mass),
+        pct_mass=keep(snap.pct_mass, job.pct_mass),
+        message=message,
+        extra=extra,
+    )
+
+
+def shown_fields(job: Job) -> tuple[object, ...]:
+    """What a progress notification shows; a notification is sent only when this changes."""
+    details = job.extra.get("details")
+    return (job.progress, job.sim_time, job.end_time, job.eta_s, job.added_mass, job.pct_mass,
+            job.message, repr(details), job.extra.get("solver_started"))
+
+
+def read_deck_lines(path: Path) -> list[str]:
+    """The input deck's lines (the first DECK_MAX_BYTES), decoded like solver output."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(DECK_MAX_BYTES)
+    except OSError as exc:
+        log.warning("cannot read input deck %s: %s", path, exc)
+        return []
+    return decode_output(raw).split("\n")
 
 
 # --------------------------------------------------------------------- file helpers
@@ -853,8 +1100,13 @@ def read_pid_file_cores(workdir: Path) -> tuple[int, ...] | None:
 
 
 def write_d3kil(workdir: Path, switch: str) -> None:
-    """LS-DYNA reads a sense switch from a file named d3kil in its cwd, e.g. `sw1.`."""
-    (workdir / "d3kil").write_text(f"{switch}.\n", encoding="ascii")
+    """LS-DYNA reads a sense switch from a file named d3kil in its cwd. The sw switches are
+    written as LS-DYNA's interactive syntax spells them (`sw1.`), the other words bare."""
+    text = f"{switch}." if re.fullmatch(r"sw[1-4a-d]", switch) else switch
+    tmp = workdir / ".d3kil.tmp"
+    tmp.write_text(text + "\n", encoding="ascii")
+    # Renamed into place so the solver never reads a half-written switch.
+    os.replace(tmp, workdir / "d3kil")
 
 
 def read_tail(path: Path, size: int = OUTPUT_TAIL_BYTES) -> str:

@@ -45,6 +45,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_tick: float | None = None
+        self.ticks = 0
         self.orphan_count = 0
         self._last_orphan_scan = float("-inf")
 
@@ -85,6 +86,7 @@ class Watchdog:
                 job_log(log, job.id).warning("watchdog: pid %d is gone", ident.pid)
                 self._loop.call_soon_threadsafe(self._on_gone, job.id)
         self.last_tick = time.monotonic()
+        self.ticks += 1
         now = self.last_tick
         if self._count_orphans is not None and now - self._last_orphan_scan >= self._orphan_every_s:
             self._last_orphan_scan = now

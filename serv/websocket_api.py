@@ -186,6 +186,28 @@ async def stop(api: Api, session: Session, id: Any, force: Any = False) -> dict[
     return api.manager.wire(job)
 
 
+SENSE_SWITCHES = ("sw1", "sw2", "sw3", "sw4", "swa", "swb", "swc", "swd", "lprint", "nlprint",
+                  "iter", "conv", "prof", "stop")
+
+
+@rpc("pause")
+async def pause(api: Api, session: Session, id: Any) -> dict[str, Any]:
+    return api.manager.wire(await api.manager.pause(as_id(id)))
+
+
+@rpc("resume")
+async def resume(api: Api, session: Session, id: Any) -> dict[str, Any]:
+    return api.manager.wire(await api.manager.resume(as_id(id)))
+
+
+@rpc("senseSwitch")
+async def sense_switch(api: Api, session: Session, id: Any, switch: Any) -> dict[str, Any]:
+    name = as_str("switch", switch, max_len=16)
+    if name not in SENSE_SWITCHES:
+        raise BadParam(f"param 'switch': {json.dumps(switch)} is not one of {', '.join(SENSE_SWITCHES)}")
+    return api.manager.wire(await api.manager.sense_switch(as_id(id), name))
+
+
 @rpc("getJob")
 async def get_job(api: Api, session: Session, id: Any) -> dict[str, Any]:
     return api.manager.wire(await api.manager.get(as_id(id)))

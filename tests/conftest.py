@@ -35,7 +35,8 @@ DEADLINE = 20.0 * FACTOR
 
 
 def mpiexec_hydra() -> str:
-    path = shutil.which("mpiexec.hydra") or shutil.which("mpiexec.mpich")
+    """MPICH's mpiexec by its MPICH-only name (mpiexec.hydra may be Intel MPI's in a venv)."""
+    path = shutil.which("mpiexec.mpich")
     if path is None:
         pytest.fail("MPICH's mpiexec.hydra is missing: run scripts/install-test-deps (apt package mpich)")
     return path
@@ -61,6 +62,14 @@ sys.stdout.write("sleeper done\\n")
 """
 
 
+def intel_mpiexec() -> str:
+    """Intel MPI's mpiexec from the PyPI package impi-rt, installed into the venv."""
+    path = Path(sys.executable).parent / "mpiexec"
+    if not path.exists() or not (Path(sys.executable).parent / "impi_info").exists():
+        pytest.fail("Intel MPI is missing: install the test extras (pip package impi-rt)")
+    return str(path)
+
+
 def install_script(bin_dir: Path, name: str, body: str) -> Path:
     """An executable script named `name` (its process name) run by this test's interpreter."""
     path = bin_dir / name
@@ -79,9 +88,12 @@ def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def config_text(tmp: Path, bin_dir: Path, extra: str = "") -> str:
+def config_text(tmp: Path, bin_dir: Path, extra: str = "", server: str = "") -> str:
     mpiexec = mpiexec_hydra()
     return textwrap.dedent(f"""\
+        [server]
+        port = 0
+        {server}
         [store]
         path = "{tmp / 'jobs.db'}"
         [log]
@@ -123,12 +135,13 @@ class Env:
     tmp: Path
     bin_dir: Path
     extra_config: str = ""
+    server_config: str = ""
     decks: int = field(default=0)
 
     @property
     def config_path(self) -> Path:
         path = self.tmp / "dynalauncher.toml"
-        path.write_text(config_text(self.tmp, self.bin_dir, self.extra_config))
+        path.write_text(config_text(self.tmp, self.bin_dir, self.extra_config, self.server_config))
         return path
 
     def config(self) -> Config:

@@ -15,6 +15,7 @@ from typing import Mapping, Protocol, Sequence
 
 from serv.core.jobs import Family, Job
 from serv.core.states import Termination
+from serv.solvers.progress import OutputParser, SideFile
 
 
 class GracefulStop(StrEnum):
@@ -56,6 +57,14 @@ class SolverFamily(Protocol):
     family: Family
     graceful_stop: GracefulStop
     requires_banner: bool
+    reads_deck: bool  # feed the input deck to the parser once at start
+    sense_switches: frozenset[str]  # what senseSwitch accepts for this family (empty: none)
+
+    def side_files(self, job: Job) -> tuple[SideFile, ...]:
+        """Files in the workdir to tail besides stdout."""
+
+    def new_parser(self, job: Job) -> OutputParser:
+        """A fresh stateful output parser for one job."""
 
     def validate_args(self, args: Sequence[str]) -> None:
         """Raise BadParam naming the first extra argument this family refuses."""

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from serv.core.jobs import Family, Job
 from serv.errors import BadParam
 from serv.solvers.base import SHELL_META, GracefulStop, LaunchContext, LaunchPlan, OutputVerdict
 from serv.solvers.mpi import mpi_prefix
+from serv.solvers.progress import Progress, SideFile
+
+
+class GenericOutput:
+    """Knows only that the solver started once it printed something."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def feed(self, source: str, lines: Iterable[str], now: float) -> None:
+        if not self._started and any(True for _ in lines):
+            self._started = True
+
+    def snapshot(self) -> Progress:
+        return Progress(started=self._started)
 
 
 class Generic:
@@ -16,6 +31,14 @@ class Generic:
     family = Family.GENERIC
     graceful_stop = GracefulStop.SIGTERM
     requires_banner = False
+    reads_deck = False
+    sense_switches: frozenset[str] = frozenset()
+
+    def side_files(self, job: Job) -> tuple[SideFile, ...]:
+        return ()
+
+    def new_parser(self, job: Job) -> GenericOutput:
+        return GenericOutput()
 
     def validate_args(self, args: Sequence[str]) -> None:
         for i, arg in enumerate(args):

@@ -1,9 +1,10 @@
-"""LS-DYNA (SMP and MPP): command line, d3kil stop, termination banners.
+"""LS-DYNA (SMP and MPP): command line, d3kil stop, sense switches, what to tail.
 
 Command lines follow LS-DYNA's own conventions (contract.md § Configuration):
 SMP `EXE i=INPUT ncpu=N [memory=M]`, MPP `MPIEXEC -np N EXE i=INPUT [memory=M]`.
-Banners per ../shared/samples/FORMATS.md §1.7: the number of spaces between the spaced
-letters varies between versions, so match any run of blanks.
+The output is read by `serv.solvers.lsdyna_output.LsDynaOutput` (../shared/samples/FORMATS.md
+§1), from stdout, messag (SMP) or mes0000 (MPP rank 0), the head of d3hsp and the deck;
+`verdict` runs the same parser over a tail of stdout.
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ from typing import Sequence
 from serv.core.jobs import Family, Job
 from serv.core.states import Termination
 from serv.errors import BadParam
-from serv.solvers.base import (
-    SHELL_META,
-    GracefulStop,
-    LaunchContext,
-    LaunchPlan,
-    OutputVerdict,
-    last_match,
-)
+from serv.solvers.base import SHELL_META, GracefulStop, LaunchContext, LaunchPlan, OutputVerdict
+from serv.solvers.lsdyna_output import LsDynaOutput
 from serv.solvers.mpi import mpi_prefix
+from serv.solvers.progress import D3HSP, MESSAG, STDOUT, SideFile
 
-NORMAL = re.compile(r"N o r m a l\s+t e r m i n a t i o n")
-ERROR = re.compile(r"E r r o r\s+t e r m i n a t i o n")
-ERROR_BLOCK = re.compile(r"^\s*\*\*\* (Error \d+[^\n]*)\n[ \t]+(\S[^\n]*)", re.MULTILINE)
+# messag for SMP, mes0000 (rank 0's global messages) for MPP (FORMATS.md §1.1, §1.8); only the
+# head of d3hsp holds the control-card echo, and the file can reach tens of MB.
+SIDE_FILES = (
+    SideFile(MESSAG, "messag", alternatives=("mes0000",)),
+    SideFile(D3HSP, "d3hsp", max_bytes=100_000),
+)
+# contract.md § Methods senseSwitch: the words LS-DYNA reads from d3kil.
+SENSE_SWITCHES = frozenset(
+    {"sw1", "sw2", "sw3", "sw4", "swa", "swb", "swc", "swd",
+     "lprint", "nlprint", "iter", "conv", "prof", "stop"}
+)
 
 # Command-line keys LS-DYNA documents (i/o file names, memory, restarts, run control).
 # `i`, `ncpu` and `memory` are set from the job itself and cannot be passed again.
@@ -47,6 +51,16 @@ class LsDyna:
     family = Family.LSDYNA
     graceful_stop = GracefulStop.D3KIL
     requires_banner = True
+    reads_deck = True
+    sense_switches: frozenset[str] = SENSE_SWITCHES
+
+    def side_files(self, job: Job) -> tuple[SideFile, ...]:
+        """messag (or mes0000) and the first 100 KB of d3hsp, whatever the job."""
+        return SIDE_FILES
+
+    def new_parser(self, job: Job) -> LsDynaOutput:
+        """A fresh parser for one run of `job`."""
+        return LsDynaOutput()
 
     def validate_args(self, args: Sequence[str]) -> None:
         for i, arg in enumerate(args):
@@ -82,13 +96,14 @@ class LsDyna:
         return LaunchPlan(tuple(argv), env)
 
     def verdict(self, text: str) -> OutputVerdict:
-        normal = last_match(NORMAL, text)
-        error = last_match(ERROR, text)
-        if error is not None and (normal is None or error.start() > normal.start()):
-            # The first error block names the cause; the last only counts the errors.
-            block = ERROR_BLOCK.search(text)
-            detail = f"{block.group(1).strip()}: {block.group(2).strip()}" if block else None
-            return OutputVerdict(Termination.ERROR, detail or "error termination")
-        if normal is not None:
+        """Termination and failure text from a tail of stdout, read by the same parser.
+
+        The last banner counts (an error then a normal banner is normal); an error's text is
+        its first `*** Error` block, which names the cause, or a licence failure.
+        """
+        parser = LsDynaOutput()
+        parser.feed(STDOUT, text.split("\n"), 0.0)
+        seen = parser.snapshot()
+        if seen.termination is Termination.NORMAL:
             return OutputVerdict(Termination.NORMAL)
-        return OutputVerdict()
+        return OutputVerdict(seen.termination, seen.message)

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Sequence, TypeVar
 
 from filelock import FileLock, Timeout
 from sqlalchemy import create_engine, event, select, text, update
@@ -88,6 +88,16 @@ def _cause(exc: BaseException) -> str:
     if isinstance(orig, OSError) and orig.strerror:
         return orig.strerror
     return detail
+
+
+def _upsert(job: Job) -> Any:
+    """INSERT … ON CONFLICT(id) DO UPDATE of every column of `job`."""
+    values = job_to_values(job)
+    stmt = sqlite_insert(JobRow).values(values)
+    return stmt.on_conflict_do_update(
+        index_elements=[JobRow.id],
+        set_={name: stmt.excluded[name] for name in values if name != "id"},
+    )
 
 
 def _first_non_folder(folder: Path) -> Path | None:
@@ -226,6 +236,15 @@ class Store:
         """
         when = datetime.now(UTC) if at is None else at
         await self._call(self._commit_sync, job, previous, message, when)
+
+    async def commit_many(self, jobs: Sequence[Job]) -> None:
+        """Write every field of each job in ONE transaction, recording no events.
+
+        For changes that are not transitions (progress, ETA) of many jobs at once: one
+        commit per tick instead of one per job. Raises StoreUnavailable when it fails.
+        """
+        if jobs:
+            await self._call(self._commit_many_sync, list(jobs))
 
     async def get(self, job_id: int) -> Job | None:
         """The job with `job_id`, or None. Raises StoreUnavailable when the read fails."""
@@ -424,15 +443,9 @@ class Store:
     def _commit_sync(
         self, job: Job, previous: JobStatus | None, message: str | None, at: datetime
     ) -> None:
-        values = job_to_values(job)
-        stmt = sqlite_insert(JobRow).values(values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[JobRow.id],
-            set_={name: stmt.excluded[name] for name in values if name != "id"},
-        )
         try:
             with Session(self._engine_or_raise()) as session, session.begin():
-                session.execute(stmt)
+                session.execute(_upsert(job))
                 if previous is not None and previous != job.status:
                     note = job.message if message is None else message
                     session.add(self._event_row(job.id, at, previous, job.status, note))
@@ -440,6 +453,15 @@ class Store:
             raise StoreUnavailable(
                 f"cannot save job {job.id} to database {self._path}: {_cause(exc)}"
             ) from exc
+
+    def _commit_many_sync(self, jobs: builtins.list[Job]) -> None:
+        try:
+            with Session(self._engine_or_raise()) as session, session.begin():
+                for job in jobs:
+                    session.execute(_upsert(job))
+        except SQLAlchemyError as exc:
+            ids = ", ".join(str(j.id) for j in jobs)
+            raise StoreUnavailable(f"cannot save jobs {ids} to database {self._path}: {_cause(exc)}") from exc
 
     @staticmethod
     def _event_row(

@@ -186,7 +186,7 @@ class TestHttpAndAuth:
 
     async def test_token_is_required_when_configured(self, env: Env) -> None:
         """Without the token the handshake gets HTTP 401; with it (header or query) it works."""
-        env.extra_config = '\n[server]\ntoken = "s3cret"\n'
+        env.server_config = 'token = "s3cret"'
         async with Daemon(env.config()) as daemon:
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(daemon.url):

@@ -96,3 +96,29 @@ def write_deck(
     ]
     path.write_text("\n".join(lines) + "\n", encoding="ascii")
     return path
+
+
+FAKE_ANSYSEDT_SOURCE = Path(__file__).with_name("fake_ansysedt.py")
+
+
+def install_fake_ansysedt(bin_dir: Path, sample: Path, name: str = "ansysedt") -> Path:
+    """Write an executable fake ``ansysedt`` replaying ``sample`` to ``bin_dir/name``; return it.
+
+    Like ``install_fake_lsdyna``: a ``#!<sys.executable>`` first line, so the process is named
+    ``name`` (``ansysedt`` is in the hfss family's default process names). The second line bakes
+    in ``sample`` as an absolute path, because the daemon need not pass a test's environment on
+    to the solver; ``FAKE_ANSYSEDT_SAMPLE`` or a ``$ fake-sample: PATH`` line in the project
+    still override it (see ``fake_ansysedt.py``).
+    """
+    bin_dir = Path(bin_dir)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    source = FAKE_ANSYSEDT_SOURCE.read_text(encoding="utf-8")
+    if source.startswith("#!"):
+        source = source.split("\n", 1)[1] if "\n" in source else ""
+    baked = f"FAKE_ANSYSEDT_BAKED_SAMPLE = {str(Path(sample).resolve())!r}\n"
+    target = bin_dir / name
+    tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(f"#!{sys.executable}\n{baked}{source}", encoding="utf-8")
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    return target

@@ -553,7 +553,19 @@ class Run:
     # -- main loop ---------------------------------------------------------------------------
     def simulate(self) -> None:
         d = self.d
-        start = time.monotonic()
+        # Simulated time follows a clock that stands still while the process is stopped
+        # (SIGSTOP), as a real solver's does: one loop never advances it by more than 0.25 s.
+        real_last = time.monotonic()
+        virtual = [real_last]
+
+        def clock() -> float:
+            nonlocal real_last
+            real = time.monotonic()
+            virtual[0] += min(real - real_last, 0.25)
+            real_last = real
+            return virtual[0]
+
+        start = clock()
         self.t, self.cycle = self.t0, self.cycle0
         self.cyc("flush i/o buffers")
         self.write_d3plot()
@@ -569,7 +581,7 @@ class Run:
         printed = 0
         empty_since = None
         while True:
-            now = time.monotonic()
+            now = clock()
             if err_at is not None and now >= err_at and err_at <= end_at:
                 self.t, self.cycle = self.state_at(now - start)
                 self.error_end()
@@ -596,7 +608,7 @@ class Run:
             wake = min(next_print, next_poll, end_at)
             if err_at is not None:
                 wake = min(wake, err_at)
-            delay = wake - time.monotonic()
+            delay = wake - clock()
             if delay > 0:
                 time.sleep(delay)
 

@@ -203,14 +203,16 @@ class TestGenericAndHfss:
                              "/runs/x/model.dat")
 
     def test_plan_builds_the_batchsolve_line_when_the_family_is_hfss(self) -> None:
-        """HFSS: -ng -monitor, args, -machinelist numcores=N -batchsolve PROJECT."""
+        """HFSS: -ng -monitor, profile args, -machinelist list=localhost:1:N:90%, then
+        -batchsolve [DESIGN[:Nominal:SETUP]] PROJECT from the job's design=/setup= args."""
         plan = Hfss().plan(
-            job(Family.HFSS, input="/runs/ant/antenna.aedt", ncpu=8, args=("-distributed",)),
-            ctx(executable=Path("/opt/AnsysEM/ansysedt"), extra_args=("-auto",)),
+            job(Family.HFSS, input="/runs/ant/antenna.aedt", ncpu=8, args=("design=ant", "setup=Setup1")),
+            ctx(executable=Path("/opt/AnsysEM/ansysedt"), extra_args=("-jobid", "JOB_1")),
         )
         assert plan == LaunchPlan(
-            ("/opt/AnsysEM/ansysedt", "-ng", "-monitor", "-auto", "-distributed",
-             "-machinelist", "numcores=8", "-batchsolve", "/runs/ant/antenna.aedt"),
+            ("/opt/AnsysEM/ansysedt", "-ng", "-monitor", "-jobid", "JOB_1",
+             "-machinelist", "list=localhost:1:8:90%", "-batchsolve", "ant:Nominal:Setup1",
+             "/runs/ant/antenna.aedt"),
             {},
         )
 
@@ -235,7 +237,9 @@ class TestValidateArgs:
         self, family: Family, char: str
     ) -> None:
         """A shell metacharacter in args[1] is refused, and the message names args[1]."""
-        good = {Family.LSDYNA: "jobid=wing", Family.CALCULIX: "-o"}.get(family, "-x")
+        good = {Family.LSDYNA: "jobid=wing", Family.CALCULIX: "-o", Family.HFSS: "design=board"}.get(
+            family, "-x"
+        )
         with pytest.raises(BadParam) as caught:
             family_of(family).validate_args([good, f"o=out{char}x"])
         assert caught.value.code == -32602
@@ -280,7 +284,7 @@ class TestValidateArgs:
             (Family.LSDYNA, []),
             (Family.CALCULIX, ["-o", "exo", "-v"]),
             (Family.GENERIC, ["-x", "--level=3", "a,b", "C:/data/x.k", "50%"]),
-            (Family.HFSS, ["-distributed", "-machinelist", "list=host1:4"]),
+            (Family.HFSS, ["design=board", "setup=Setup1", "batchoption=HFSS/RAMLimitPercent=90"]),
         ],
         ids=["lsdyna", "lsdyna-empty", "calculix", "generic", "hfss"],
     )
@@ -340,7 +344,8 @@ class TestVerdict:
     @pytest.mark.parametrize(
         ("name", "error_line"),
         [
-            ("ccx2.20-beamcr-input-error.stdout.txt", "*ERROR reading *VISCO:"),
+            ("ccx2.20-beamcr-input-error.stdout.txt",
+             "*ERROR reading *VISCO: no strictly positive value for the parameter CETOL given"),
             ("ccx2.20-beampiso_collapse-no-convergence-error.stdout.txt",
              "*ERROR: increment size smaller than minimum"),
         ],
@@ -349,7 +354,8 @@ class TestVerdict:
     def test_verdict_is_error_with_the_error_line_when_calculix_printed_one(
         self, name: str, error_line: str
     ) -> None:
-        """Any `*ERROR` line → error, with the first such line as the failure text."""
+        """Any `*ERROR` line → error; the failure text is the first such line with its
+        indented continuation (the reason), as CalculixOutput reports it."""
         verdict = CalculiX().verdict(sample(f"calculix/{name}"))
         assert verdict == OutputVerdict(Termination.ERROR, error_line)
 
