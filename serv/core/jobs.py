@@ -91,6 +91,7 @@ class Job:
     termination: Termination | None = None
     message: str = ""
     stop_requested_by: str | None = None
+    queue_seq: float | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -125,4 +126,5 @@ class Job:
             backend=spec.backend,
             licenses=spec.licenses,
             after=spec.after,
+            queue_seq=float(job_id),
         )

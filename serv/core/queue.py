@@ -1,47 +1,153 @@
-"""Which queued jobs may start now, and why the others wait.
+"""Which queued jobs may start now, and why each of the others waits (issue #5 item 3).
 
-Order is priority (higher first), then submission order (lower id first). Admission is
-strict: when the head of the queue does not fit, nothing behind it starts, so a large job
-is never starved by a stream of small ones (backfill that cannot delay the head comes with
-the scheduling issue #5).
+Order: priority (higher first), then queue sequence (submission order, changed by moveJob).
+The first job that cannot start is the *head*. A job behind it may start ahead of it
+(backfill) only when that cannot delay the head: it must fit now, leave the head's full
+demand of every resource the head is not short of, and take nothing the head is waiting
+for. With no run-time estimates this is the only backfill that provably never delays it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
 from serv.core.jobs import Job
 from serv.core.states import JobStatus
 
+Demand = Mapping[str, int]
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The outcome of one scheduling step."""
+    """The outcome of one scheduling step: jobs to start (in order) and why others wait."""
 
     start: tuple[int, ...]
-    waiting: dict[int, str]
+    waiting: dict[int, str] = field(default_factory=dict)
+    backfilled: tuple[int, ...] = ()
+
+
+def queue_key(job: Job) -> tuple[int, float]:
+    return (-job.priority, job.queue_seq if job.queue_seq is not None else float(job.id))
 
 
 def queue_order(jobs: Iterable[Job]) -> list[Job]:
     """Queued jobs in the order they are considered for a start."""
-    queued = [j for j in jobs if j.status is JobStatus.QUEUED]
-    return sorted(queued, key=lambda j: (-j.priority, j.id))
+    return sorted((j for j in jobs if j.status is JobStatus.QUEUED), key=queue_key)
 
 
-def plan_admissions(jobs: Iterable[Job], free_cores: int) -> Admission:
-    """Decide which queued jobs start with `free_cores` free, and the reason each other waits."""
+def _shortfalls(ncpu: int, need: Demand, cores: int, licences: Mapping[str, int | None]) -> list[str]:
+    short = []
+    if ncpu > cores:
+        short.append(f"{ncpu} cores, {cores} free")
+    for pool, count in sorted(need.items()):
+        free = licences.get(pool)
+        if free is not None and count > free:
+            short.append(f"{count} {pool} licences, {free} free")
+    return short
+
+
+def plan_admissions(
+    jobs: Iterable[Job],
+    free_cores: int,
+    free_licences: Mapping[str, int | None] | None = None,
+    demand: Callable[[Job], Demand] = lambda job: {},
+) -> Admission:
+    """Decide which queued jobs start with the resources free now.
+
+    `free_licences` maps pool → free count (None: unlimited); `demand(job)` gives the
+    licences a job takes. Pure: the caller books what `start` lists, in that order.
+    """
+    cores = free_cores
+    licences: dict[str, int | None] = dict(free_licences or {})
     start: list[int] = []
+    backfilled: list[int] = []
     waiting: dict[int, str] = {}
-    blocked_by: Job | None = None
+    head: Job | None = None
+    head_need: Demand = {}
+    head_short_cores = False
+    head_short_pools: set[str] = set()
+
+    def take(job: Job, need: Demand) -> None:
+        nonlocal cores
+        cores -= job.ncpu
+        for pool, count in need.items():
+            free = licences.get(pool)
+            if free is not None:
+                licences[pool] = free - count
+
     for job in queue_order(jobs):
-        if blocked_by is None and job.ncpu <= free_cores:
-            start.append(job.id)
-            free_cores -= job.ncpu
+        need = demand(job)
+        short = _shortfalls(job.ncpu, need, cores, licences)
+        if head is None:
+            if not short:
+                start.append(job.id)
+                take(job, need)
+                continue
+            head, head_need = job, need
+            head_short_cores = job.ncpu > cores
+            head_short_pools = {
+                p for p, n in need.items() if (f := licences.get(p)) is not None and n > f
+            }
+            waiting[job.id] = "waiting for " + " and ".join(short)
             continue
-        if blocked_by is None:
-            blocked_by = job
-            waiting[job.id] = f"waiting for {job.ncpu} cores, {free_cores} free"
-        else:
-            waiting[job.id] = f"waiting behind job {blocked_by.id} ({blocked_by.ncpu} cores)"
-    return Admission(tuple(start), waiting)
+        if short:
+            waiting[job.id] = "waiting for " + " and ".join(short)
+            continue
+        if _would_delay(job, need, head, head_need, head_short_cores, head_short_pools, cores, licences):
+            waiting[job.id] = f"waiting behind job {head.id} ({head.ncpu} cores)"
+            continue
+        start.append(job.id)
+        backfilled.append(job.id)
+        take(job, need)
+    return Admission(tuple(start), waiting, tuple(backfilled))
+
+
+def _would_delay(
+    job: Job,
+    need: Demand,
+    head: Job,
+    head_need: Demand,
+    head_short_cores: bool,
+    head_short_pools: set[str],
+    cores: int,
+    licences: Mapping[str, int | None],
+) -> bool:
+    """Whether starting `job` now could make the head start later."""
+    if head_short_cores or cores - job.ncpu < head.ncpu:
+        return True
+    for pool, count in need.items():
+        if count and pool in head_short_pools:
+            return True
+    for pool, count in head_need.items():
+        free = licences.get(pool)
+        if pool not in head_short_pools and free is not None and free - need.get(pool, 0) < count:
+            return True
+    return False
+
+
+def reorder(queued: list[Job], job_id: int, position: int) -> dict[int, tuple[int, float]]:
+    """moveJob: new (priority, queue_seq) for the queued jobs whose place changes.
+
+    The job lands at `position` (0-based, clamped) of the queue order. Its priority is
+    clamped between its new neighbours' so the order stays "priority, then sequence"; the
+    sequence numbers already in use are handed out again in the new order, so jobs
+    submitted later still come after every job queued now.
+    """
+    order = sorted(queued, key=queue_key)
+    moving = next(j for j in order if j.id == job_id)
+    rest = [j for j in order if j.id != job_id]
+    position = max(0, min(position, len(rest)))
+    new_order = rest[:position] + [moving] + rest[position:]
+    priority = moving.priority
+    if position > 0:
+        priority = min(priority, rest[position - 1].priority)
+    if position < len(rest):
+        priority = max(priority, rest[position].priority)
+    seqs = sorted(queue_key(j)[1] for j in order)
+    changes: dict[int, tuple[int, float]] = {}
+    for job, seq in zip(new_order, seqs, strict=True):
+        prio = priority if job.id == job_id else job.priority
+        if (prio, seq) != (job.priority, queue_key(job)[1]):
+            changes[job.id] = (prio, seq)
+    return changes

@@ -69,7 +69,8 @@ PROFILE_PRODUCT = re.compile(r"\bStartInfo='[^']*;\s*[A-Za-z][^';]*?\s([0-9]{4}(
 PROFILE_PASS = re.compile(r"\bProfileTask\('Adaptive Pass ([0-9]{1,6})'")
 # `Stop Time: 11/10/2025 17:50:49, Status: Normal Completion` and the .profile's
 # `TotalInfo='Time:  01/30/2019 17:09:59, Status: Normal Completion'` (§2.6, §2.7).
-STATUS = re.compile(r"(?:\bStop Time:|\bTotalInfo=')[^']*?\bStatus:\s*([A-Za-z][^,'()]*)")
+STATUS = re.compile(r"\bStatus:\s*([A-Za-z][^,'()]*)")
+STATUS_CONTEXT = ("Stop Time:", "TotalInfo='")  # what precedes a completion status
 NORMAL_STATUS = "normal completion"
 # Failures, all UNSEEN in a sample (FORMATS.md §2.6, SOURCES.md "Still missing for HFSS"):
 # the `[error]` severity (and `[fatal]`, the severity above it in AEDT's message manager,
@@ -307,7 +308,8 @@ class HfssOutput:
             self._sweep.solutions = _int(match.group(1))
             self._sweep.converged = True
             self._sweep.kind = self._sweep.kind or "interpolating"
-        if match := STATUS.search(STAMP.sub("", line)):
+        text = STAMP.sub("", line)
+        if (match := STATUS.search(text)) and any(c in text[: match.start()] for c in STATUS_CONTEXT):
             self._on_status(match.group(1).strip())
 
     # -- state changes --------------------------------------------------------------------

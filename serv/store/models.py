@@ -83,6 +83,7 @@ class JobRow(Base):
     message: Mapped[str] = mapped_column(Text)
     # Added by revision 0002; the server default fills rows written before it.
     stop_requested_by: Mapped[str | None] = mapped_column(Text)
+    queue_seq: Mapped[float | None] = mapped_column(Float)
     extra: Mapped[str] = mapped_column(Text, server_default="{}")
 
 
@@ -209,6 +210,7 @@ def job_to_values(job: Job) -> dict[str, Any]:
         "termination": None if job.termination is None else job.termination.value,
         "message": job.message,
         "stop_requested_by": job.stop_requested_by,
+        "queue_seq": job.queue_seq,
         "extra": _json(job.extra),
     }
 
@@ -265,5 +267,6 @@ def row_to_job(row: JobRow) -> Job:
         termination=None if row.termination is None else Termination(row.termination),
         message=row.message,
         stop_requested_by=row.stop_requested_by,
+        queue_seq=row.queue_seq,
         extra=extra,
     )

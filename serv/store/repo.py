@@ -432,6 +432,7 @@ class Store:
                 session.add(row)
                 session.flush()
                 job_id = row.id
+                row.queue_seq = float(job_id)  # submission order until a moveJob
                 session.add(self._event_row(job_id, at, None, draft.status, draft.message))
         except SQLAlchemyError as exc:
             raise StoreUnavailable(

@@ -281,3 +281,104 @@ class TestMpiPinning:
             assert allowed_cpus(launcher.pid) == [0, 1]
             await client.call("stop", id=job["id"], force=True)
             await client.wait_for(job["id"], *ENDED)
+
+
+class TestNotificationRate:
+    async def test_progress_notifications_stay_at_about_two_per_second(self, env: Env, client: Client) -> None:
+        """A solver printing 50 lines a second still yields at most ~2 jobChanged per second."""
+        deck = env.deck(wall_s=3, print_every_s=0.02)
+        job = await client.call("launch", solver="fake-smp", input=str(deck))
+        loop = asyncio.get_running_loop()
+        stamps: list[float] = []
+        while True:
+            note = await client.next_notification("jobChanged", DEADLINE)
+            if note["job"]["id"] != job["id"]:
+                continue
+            if note["job"]["status"] == "running":
+                stamps.append(loop.time())
+            if note["job"]["status"] in ENDED:
+                break
+        assert len(stamps) >= 3
+        span = stamps[-1] - stamps[0]
+        # Every window of one second holds at most 3 notifications (2 per tick period + the
+        # status change itself).
+        for i, start in enumerate(stamps):
+            assert len([t for t in stamps[i:] if t - start < 1.0]) <= 3, stamps
+        assert span > 0
+
+
+class TestHfss:
+    """HFSS family with a fake `ansysedt` that replays the recorded batch logs line by line."""
+
+    @pytest.fixture
+    def hfss_env(self, env: Env) -> Env:
+        from tests.fakes import install_fake_ansysedt
+
+        normal = install_fake_ansysedt(env.tmp / "hfssbin", SAMPLES / "hfss" / "aedt2026R1-siwave-syz-batchsolve-normal.log")
+        partial = install_fake_ansysedt(
+            env.tmp / "hfssbin2", SAMPLES / "hfss" / "aedt2025R2-hfss3dlayout-batchsolve-monitor-inprogress.log"
+        )
+        env.extra_config = (
+            f'\n[solvers.hfss]\nfamily = "hfss"\nexecutable = "{normal}"\n'
+            f'\n[solvers.hfss-partial]\nfamily = "hfss"\nexecutable = "{partial}"\n'
+        )
+        return env
+
+    def project(self, env: Env, name: str) -> Path:
+        folder = env.tmp / "runs" / name
+        folder.mkdir(parents=True)
+        path = folder / f"{name}.aedt"
+        path.write_text("$begin 'AnsoftProject'\n$end 'AnsoftProject'\n")
+        return path
+
+    async def test_batch_solve_command_line_and_normal_completion(self, hfss_env: Env) -> None:
+        from serv.daemon import Daemon
+
+        async with Daemon(hfss_env.config()) as daemon, Client(daemon.url) as client:
+            await client.subscribe()
+            project = self.project(hfss_env, "pdn")
+            job = await client.call(
+                "launch", solver="hfss", input=str(project), ncpu=2,
+                args=["design=board", "setup=Setup1", "batchoption=HFSS/HPCLicenseType=Pool"],
+            )
+            assert job["command"][1:] == [
+                "-ng", "-monitor", "-machinelist", "list=localhost:1:2:90%",
+                "-batchoptions", "'HFSS/HPCLicenseType'='Pool'",
+                "-batchsolve", "board:Nominal:Setup1", str(project),
+            ]
+            running = await client.wait_for(job["id"], "running", *ENDED)
+            assert running["status"] == "running"
+            assert psutil.Process(running["pid"]).name() == "ansysedt"
+            done = await client.wait_for(job["id"], *ENDED, timeout=DEADLINE)
+            assert done["status"] == "finished", done
+            assert done["termination"] == "normal" and done["progress"] == 100
+            assert done["details"]["sweep_solutions"] == 76
+
+    async def test_adaptive_passes_are_reported_while_solving(self, hfss_env: Env) -> None:
+        from serv.daemon import Daemon
+
+        async with Daemon(hfss_env.config()) as daemon, Client(daemon.url) as client:
+            await client.subscribe()
+            job = await client.call("launch", solver="hfss-partial", input=str(self.project(hfss_env, "test1")))
+            passes: list[int] = []
+            while True:
+                note = await client.next_notification("jobChanged", DEADLINE)
+                seen = note["job"]
+                if seen["id"] != job["id"]:
+                    continue
+                if "pass" in seen["details"]:
+                    passes.append(seen["details"]["pass"])
+                if seen["status"] in ENDED:
+                    break
+            assert passes and max(passes) == 8
+            assert seen["details"]["converged"] is True
+            assert seen["termination"] is None and seen["status"] == "finished"
+
+    async def test_refused_hfss_args(self, hfss_env: Env) -> None:
+        from serv.daemon import Daemon
+
+        async with Daemon(hfss_env.config()) as daemon, Client(daemon.url) as client:
+            project = self.project(hfss_env, "bad")
+            for args in (["-batchsave"], ["design=a;rm"], ["setup=S1"]):
+                response = await client.request("launch", {"solver": "hfss", "input": str(project), "args": args})
+                assert response["error"]["code"] == -32602 and "args" in response["error"]["message"]

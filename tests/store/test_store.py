@@ -83,6 +83,7 @@ V0001_JOBS = (
         pct_mass=0.3,
         termination=Termination.NORMAL,
         message="normal termination",
+        queue_seq=1.0,  # migration 0003 gives old rows their id as queue sequence
     ),
     Job(
         id=2,
@@ -103,6 +104,7 @@ V0001_JOBS = (
         started_at=utc(10, 0, 5),
         progress=37.5,
         eta_s=120.0,
+        queue_seq=2.0,
     ),
 )
 
@@ -146,6 +148,7 @@ def full_job(job_id: int) -> Job:
         termination=Termination.ERROR,
         message="stop requested",
         stop_requested_by="alice",
+        queue_seq=2.5,
         extra={"d3plots": 12, "tags": ["a", "b"], "nested": {"k": None, "f": 0.1}},
     )
 
@@ -498,7 +501,7 @@ class TestMigrations:
         finally:
             await store.close()
         with raw(path) as conn:
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
 
     async def test_database_with_a_newer_revision_is_refused(self, db_path: Path) -> None:
         """A revision the code does not know is refused, naming it, and left as it was."""

@@ -607,6 +607,21 @@ class TestHfssOutputProperties:
         Hfss().verdict("\n".join(lines))
 
 
+    def test_parser_reads_long_repetitive_lines_quickly_when_fed_pathological_text(self) -> None:
+        """Blank runs and repeated keywords cost linear time (no regex retrying a run at every
+        start): 100 kB lines of each read in well under a second apiece on any machine."""
+        prefix = "[info] Project:p, Setup1 : [PROFILE] "
+        lines = [
+            prefix + "Solution - " + " " * 100_000 + "x",
+            "Design type: x" + " " * 100_000 + "y",
+            "Stop Time: " * 10_000,
+            prefix + "Stop Time: 1, Status: a" + " " * 100_000 + "b",
+            "[info] Project:p, " + " " * 100_000 + ": [PROFILE] x",
+        ]
+        began = time.perf_counter()
+        parse(lines)
+        assert time.perf_counter() - began < 5.0
+
 # ---------------------------------------------------------------------------------------------
 # Fake ansysedt, as a real process
 
