@@ -82,14 +82,15 @@ def serve(args: argparse.Namespace) -> int:
     from serv.logs import setup_logging
 
     setup_logging("INFO")
+    flags = flags_from_args(args)
     try:
-        config = load_config(args.config, flags_from_args(args))
+        config = load_config(args.config, flags)
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)
         return 2
     setup_logging(config.log.level, config.log.file)
     try:
-        asyncio.run(serve_forever(config))
+        asyncio.run(serve_forever(config, reload=lambda: load_config(args.config, flags)))
     except StoreUnavailable as exc:
         log.error("cannot use the job database: %s", exc)
         return 3

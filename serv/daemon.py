@@ -13,10 +13,11 @@ import contextlib
 import logging
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
 
 from serv import __version__
 from serv.config import Config
+from serv.errors import ConfigError
 from serv.core.cores import CoreAllocator
 from serv.job_manager import JobManager
 from serv.platform import current
@@ -41,6 +42,7 @@ class Daemon:
         self.server: Server | None = None
         self.hub = Hub()
         self.started = time.monotonic()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -101,6 +103,25 @@ class Daemon:
         self._stack.push_async_callback(self._step, "stop the server", self.server.close)
         log.info("dynalauncher %s listening on %s", __version__, self.server.url)
 
+    def spawn_reload(self, reload: Callable[[], Config]) -> None:
+        """SIGHUP: read the configuration again and apply what can change while running."""
+        task = asyncio.get_running_loop().create_task(self.reload(reload))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self, reload: Callable[[], Config]) -> None:
+        assert self.manager is not None
+        try:
+            config = await asyncio.to_thread(reload)
+        except ConfigError as exc:
+            log.error("configuration reload refused, keeping the running one: %s", exc)
+            return
+        except Exception:  # a reload must never take the daemon down
+            log.exception("configuration reload failed, keeping the running one")
+            return
+        await self.manager.reconfigure(config)
+        self.config = self.manager.config
+
     def _cores(self) -> dict[str, Any]:
         assert self.manager is not None
         return self.manager.core_status()
@@ -138,11 +159,13 @@ class Daemon:
             "orphan_processes": wd.orphan_count if wd is not None else 0,
             "db_ok": db_ok,
             "db_path": str(self.config.store.path),
+            "host": wd.telemetry if wd is not None else {},
         }
 
 
-async def serve_forever(config: Config) -> None:
-    """Run the daemon until SIGINT/SIGTERM (Ctrl+C / Ctrl+Break on Windows)."""
+async def serve_forever(config: Config, reload: Callable[[], Config] | None = None) -> None:
+    """Run the daemon until SIGINT/SIGTERM (Ctrl+C / Ctrl+Break on Windows); SIGHUP re-reads
+    the configuration through `reload` (a bad file is logged and the old one kept)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -151,6 +174,8 @@ async def serve_forever(config: Config) -> None:
         stop.set()
 
     current.install_shutdown_handlers(loop, on_signal)
-    async with Daemon(config):
+    async with Daemon(config) as daemon:
+        if reload is not None:
+            current.install_reload_handler(loop, lambda: daemon.spawn_reload(reload))
         await stop.wait()
     log.info("dynalauncher stopped")

@@ -13,6 +13,7 @@ store thread and another command could otherwise act on the stale record meanwhi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -23,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import psutil
 
@@ -33,7 +34,7 @@ from serv.config import Config, SolverProfile
 from serv.core.cores import CoreAllocator
 from serv.core.ending import ExitInfo, decide_ending
 from serv.core.jobs import Job, JobSpec, ProcIdentity
-from serv.core.queue import plan_admissions
+from serv.core.queue import plan_admissions, queue_order, reorder
 from serv.core.recovery import Action, Observation, decide
 from serv.core.states import JobStatus, Termination, transition
 from serv.errors import (
@@ -112,6 +113,7 @@ class JobManager:
         on_cores: Callable[[], None] = lambda: None,
         on_output: Callable[[int, str], None] = lambda job_id, text: None,
     ) -> None:
+        self._on_reconfigure: Callable[[Config], None] = lambda config: None
         self.config = config
         self.store = store
         self.allocator = allocator
@@ -168,6 +170,20 @@ class JobManager:
 
     def _lock(self, job_id: int) -> asyncio.Lock:
         return self._locks.setdefault(job_id, asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, job_ids: Iterable[int]) -> AsyncIterator[None]:
+        """Hold the locks of several jobs, taken in id order so two holders never deadlock."""
+        locks = [self._lock(job_id) for job_id in sorted(set(job_ids))]
+        taken: list[asyncio.Lock] = []
+        try:
+            for lock in locks:
+                await lock.acquire()
+                taken.append(lock)
+            yield
+        finally:
+            for lock in taken:
+                lock.release()
 
     # ----------------------------------------------------------------- persistence
 
@@ -425,6 +441,8 @@ class JobManager:
                 return
             rt = self._rt.setdefault(job_id, Runtime())
             rt.popen = popen
+            if job.nice:
+                await asyncio.to_thread(current.apply_priority, [popen.pid], job.nice)
             launcher = await asyncio.to_thread(proctree.identity, popen.pid)
             rt.launcher = launcher
             jlog.info("spawned launcher pid %d: %s", popen.pid, " ".join(plan.argv))
@@ -501,6 +519,11 @@ class JobManager:
             job_log(log, job_id).info("solver pid %d found after %.3f s", solver.pid, waited)
         if rt.launcher is None or solver.pid != rt.launcher.pid:
             self._watch_identity(job_id, solver, self._on_solver_exit)
+        job = self.jobs.get(job_id)
+        if job is not None and job.nice:
+            # Ranks started before the launcher's I/O priority was set get it here.
+            procs = await asyncio.to_thread(proctree.job_tree, self.tag_prefix + str(job_id), self._roots(job))
+            await asyncio.to_thread(current.apply_priority, [p.pid for p in procs], job.nice)
 
     # ----------------------------------------------------------------- exits
 
@@ -683,6 +706,75 @@ class JobManager:
         procs = proctree.job_tree(self.tag_prefix + str(job.id), self._roots(job))
         return proctree.signal_all(procs, sig)
 
+    # ----------------------------------------------------------------- configuration
+
+    async def reconfigure(self, config: Config) -> None:
+        """Apply a re-read configuration (SIGHUP): solver profiles, licence pools and job
+        settings change at once; server, store and core settings need a restart (logged)."""
+        old = self.config
+        for part in ("server", "store", "cores"):
+            if getattr(config, part) != getattr(old, part):
+                log.warning("configuration reload: [%s] changed; it takes effect at the next start", part)
+        self.config = dataclasses.replace(
+            old, solvers=config.solvers, licenses=config.licenses, jobs=config.jobs,
+            watchdog=config.watchdog, log=config.log, slurm=config.slurm,
+        )
+        added = sorted(set(config.solvers) - set(old.solvers))
+        removed = sorted(set(old.solvers) - set(config.solvers))
+        log.info(
+            "configuration reloaded: %d solver profiles (added %s, removed %s), licence pools %s",
+            len(config.solvers), added or "none", removed or "none", dict(config.licenses) or "none",
+        )
+        self._on_reconfigure(self.config)
+        await self.schedule()
+
+    # ----------------------------------------------------------------- queue commands
+
+    async def set_priority(self, job_id: int, priority: int) -> Job:
+        """Change a queued job's priority; the queue reacts at once. Raises JobNotFound,
+        InvalidState (1002) when the job is not queued."""
+        stored = await self.get(job_id)
+        async with self._lock(job_id):
+            job = self._require_queued(job_id, stored, "re-prioritised")
+            job = await self._save(dataclasses.replace(job, priority=priority))
+            job_log(log, job_id).info("priority set to %d", priority)
+        await self.schedule()
+        return self.jobs.get(job_id, job)
+
+    async def move_job(self, job_id: int, position: int) -> list[Job]:
+        """Put a queued job at `position` (0-based) of the queue; returns the queue in order.
+
+        Its priority is clamped between its new neighbours' (the queue stays ordered by
+        priority, then sequence). Raises JobNotFound, InvalidState when not queued.
+        """
+        stored = await self.get(job_id)
+        async with self._schedule_lock, self._holding([j.id for j in self.queue()]):
+            self._require_queued(job_id, stored, "moved")
+            queued = queue_order(self.jobs.values())
+            changes = reorder(queued, job_id, position)
+            changed = [
+                dataclasses.replace(self.jobs[i], priority=prio, queue_seq=seq)
+                for i, (prio, seq) in changes.items()
+            ]
+            if changed:
+                await self.store.commit_many(changed)
+                for job in changed:
+                    self.jobs[job.id] = job
+                    self._on_job(job)
+            job_log(log, job_id).info("moved to queue position %d", position)
+        await self.schedule()
+        return queue_order(self.jobs.values())
+
+    def queue(self) -> list[Job]:
+        """The queued jobs in the order they will be considered."""
+        return queue_order(self.jobs.values())
+
+    def _require_queued(self, job_id: int, stored: Job, verb: str) -> Job:
+        job = self.jobs.get(job_id) or stored
+        if job.status is not S.QUEUED:
+            raise InvalidState(f"job {job_id} is {job.status}; only a queued job can be {verb}")
+        return job
+
     # ----------------------------------------------------------------- pause, sense switches
 
     async def pause(self, job_id: int) -> Job:
@@ -799,10 +891,7 @@ class JobManager:
         for job_id, (_snap, text) in results.items():
             self._stream(job_id, text)
         ids = sorted(results)
-        locks = [self._lock(job_id) for job_id in ids]
-        for lock in locks:
-            await lock.acquire()
-        try:
+        async with self._holding(ids):
             changed = []
             for job_id in ids:
                 job, rt = self.jobs.get(job_id), self._rt.get(job_id)
@@ -823,9 +912,6 @@ class JobManager:
                 for new in changed:
                     self.jobs[new.id] = new
                     self._on_job(new)
-        finally:
-            for lock in locks:
-                lock.release()
 
     async def _drain_output(self, job_id: int) -> Progress | None:
         """Read what is left of a job's output and stop following it; the final snapshot."""

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable
 
-from serv import proctree
+from serv import host, proctree
 from serv.core.jobs import Job
 from serv.logs import job_log
 
@@ -47,6 +47,7 @@ class Watchdog:
         self.last_tick: float | None = None
         self.ticks = 0
         self.orphan_count = 0
+        self.telemetry: dict[str, object] = {}
         self._last_orphan_scan = float("-inf")
 
     def start(self) -> None:
@@ -78,13 +79,15 @@ class Watchdog:
 
     def tick(self) -> None:
         """One pass over the live jobs; reports each vanished solver to the loop."""
-        for job in self._snapshot():
+        jobs = self._snapshot()
+        for job in jobs:
             if not job.status.has_process or self._is_ending(job.id):
                 continue
             ident = job.solver_identity or job.launcher_identity
             if ident is not None and not proctree.is_alive(ident):
                 job_log(log, job.id).warning("watchdog: pid %d is gone", ident.pid)
                 self._loop.call_soon_threadsafe(self._on_gone, job.id)
+        self.telemetry = host.sample(j for j in jobs if j.status.has_process)
         self.last_tick = time.monotonic()
         self.ticks += 1
         now = self.last_tick

@@ -208,6 +208,18 @@ async def sense_switch(api: Api, session: Session, id: Any, switch: Any) -> dict
     return api.manager.wire(await api.manager.sense_switch(as_id(id), name))
 
 
+@rpc("setPriority")
+async def set_priority(api: Api, session: Session, id: Any, priority: Any) -> dict[str, Any]:
+    job = await api.manager.set_priority(as_id(id), as_int("priority", priority, lo=-1000, hi=1000))
+    return api.manager.wire(job)
+
+
+@rpc("moveJob")
+async def move_job(api: Api, session: Session, id: Any, position: Any) -> list[dict[str, Any]]:
+    queue = await api.manager.move_job(as_id(id), as_int("position", position, lo=0))
+    return [api.manager.wire(j) for j in queue]
+
+
 @rpc("getJob")
 async def get_job(api: Api, session: Session, id: Any) -> dict[str, Any]:
     return api.manager.wire(await api.manager.get(as_id(id)))

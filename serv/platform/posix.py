@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 __all__ = [
     "spawn_detached",
+    "apply_priority",
     "graceful_signal",
     "send_signal",
     "KILL",
@@ -26,6 +27,7 @@ __all__ = [
     "CONT",
     "open_exit_handle",
     "install_shutdown_handlers",
+    "install_reload_handler",
     "pin_exec_argv",
 ]
 
@@ -89,6 +91,35 @@ def spawn_detached(
         )
 
 
+def io_priority_of(nice: int) -> int:
+    """The best-effort I/O priority level (0 highest … 7 lowest) that matches a nice value,
+    so a job started "nice" also yields the disk (ionice -c2 -n LEVEL)."""
+    return max(0, min(7, round((nice + 20) * 7 / 39)))
+
+
+def apply_priority(pids: Sequence[int], nice: int) -> None:
+    """Set CPU nice and best-effort I/O priority on processes (children inherit both).
+
+    Linux only for I/O priority; a process that is gone is skipped.
+    """
+    import psutil
+
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if proc.nice() != nice:
+                proc.nice(nice)
+            if hasattr(proc, "ionice"):
+                proc.ionice(psutil.IOPRIO_CLASS_BE, io_priority_of(nice))
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.AccessDenied as exc:
+            # Raising priority (negative nice) needs privileges the daemon may not have.
+            import logging
+
+            logging.getLogger(__name__).warning("priority %d not applied to pid %d: %s", nice, pid, exc)
+
+
 def graceful_signal() -> int:
     """The signal that asks a solver tree to end cleanly."""
     return signal.SIGTERM
@@ -143,3 +174,8 @@ def install_shutdown_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callab
     """SIGINT and SIGTERM ask the daemon to shut down (the handler only records it)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
+
+
+def install_reload_handler(loop: asyncio.AbstractEventLoop, on_reload: Callable[[], None]) -> None:
+    """SIGHUP asks the daemon to re-read its configuration file."""
+    loop.add_signal_handler(signal.SIGHUP, on_reload)

@@ -53,8 +53,8 @@ def spawn_detached(
 ) -> subprocess.Popen[bytes]:
     """Start `argv` detached from the daemon; stdout+stderr to `stdout_path`.
 
-    `cores` are applied right after creation (Windows has no exec to pin before).
-    TODO(#5): map `nice` to a priority class.
+    `cores` and the priority class for `nice` are applied right after creation (Windows
+    has no exec to set them before).
     """
     with open(stdout_path, "wb") as out:
         last_error: OSError | None = None
@@ -81,9 +81,37 @@ def spawn_detached(
                 import psutil  # only here: platform code may use psutil
 
                 psutil.Process(proc.pid).cpu_affinity(list(cores))
+            if nice:
+                apply_priority([proc.pid], nice)
             return proc
     assert last_error is not None
     raise last_error
+
+
+def priority_class_of(nice: int) -> int:
+    """A Windows priority class for a POSIX-style nice value (psutil's constants)."""
+    import psutil
+
+    if nice >= 15:
+        return int(psutil.IDLE_PRIORITY_CLASS)  # type: ignore[attr-defined]
+    if nice > 0:
+        return int(psutil.BELOW_NORMAL_PRIORITY_CLASS)  # type: ignore[attr-defined]
+    if nice <= -15:
+        return int(psutil.HIGH_PRIORITY_CLASS)  # type: ignore[attr-defined]
+    if nice < 0:
+        return int(psutil.ABOVE_NORMAL_PRIORITY_CLASS)  # type: ignore[attr-defined]
+    return int(psutil.NORMAL_PRIORITY_CLASS)  # type: ignore[attr-defined]
+
+
+def apply_priority(pids: Sequence[int], nice: int) -> None:
+    """Set the priority class of processes (Windows has no separate I/O knob here)."""
+    import psutil
+
+    for pid in pids:
+        try:
+            psutil.Process(pid).nice(priority_class_of(nice))
+        except psutil.NoSuchProcess:
+            continue
 
 
 def graceful_signal() -> int:
@@ -141,6 +169,10 @@ def install_shutdown_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callab
         sig = getattr(signal, name, None)
         if sig is not None:
             signal.signal(sig, lambda s, f, n=name: loop.call_soon_threadsafe(on_signal, n))
+
+
+def install_reload_handler(loop: asyncio.AbstractEventLoop, on_reload: Callable[[], None]) -> None:
+    """Windows has no SIGHUP: a configuration reload needs a restart there."""
 
 
 def pin_exec_argv(argv: Sequence[str], cores: Sequence[int] | None, nice: int = 0) -> list[str]:

@@ -122,3 +122,45 @@ def install_fake_ansysedt(bin_dir: Path, sample: Path, name: str = "ansysedt") -
     os.chmod(tmp, 0o755)
     os.replace(tmp, target)
     return target
+
+
+FAKE_LSTC_SOURCE = Path(__file__).with_name("fake_lstc.py")
+
+
+def install_fake_lstc(
+    bin_dir: Path,
+    *,
+    qrun_r: Path,
+    qrun: Path,
+    qkill_output: str = "Program queued for termination",
+    name_prefix: str = "",
+) -> tuple[Path, Path]:
+    """Write executable fakes ``lstc_qrun`` and ``lstc_qkill`` (see ``fake_lstc.py``) to
+    ``bin_dir`` (named ``{name_prefix}lstc_qrun`` / ``{name_prefix}lstc_qkill``); return both paths.
+
+    ``qrun_r`` (what ``lstc_qrun -r`` prints), ``qrun`` (what plain ``lstc_qrun`` prints) and
+    ``qkill_output`` are baked in, like ``install_fake_ansysedt``: the daemon need not pass a
+    test's environment on. ``FAKE_LSTC_MODE`` (fail | hang | garbage) and ``FAKE_LSTC_RECORD``
+    still act at run time.
+    """
+    bin_dir = Path(bin_dir)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    source = FAKE_LSTC_SOURCE.read_text(encoding="utf-8")
+    if source.startswith("#!"):
+        source = source.split("\n", 1)[1] if "\n" in source else ""
+    paths: list[Path] = []
+    for role in ("qrun", "qkill"):
+        baked = (
+            f"FAKE_LSTC_BAKED_ROLE = {role!r}\n"
+            f"FAKE_LSTC_BAKED_QRUN_R = {str(Path(qrun_r).resolve())!r}\n"
+            f"FAKE_LSTC_BAKED_QRUN = {str(Path(qrun).resolve())!r}\n"
+            f"FAKE_LSTC_BAKED_QKILL_OUTPUT = {qkill_output!r}\n"
+        )
+        name = f"{name_prefix}lstc_{role}"
+        target = bin_dir / name
+        tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(f"#!{sys.executable}\n{baked}{source}", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+        paths.append(target)
+    return paths[0], paths[1]
