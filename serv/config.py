@@ -89,6 +89,8 @@ class CoresConfig:
 
     max_usable: int | None = None
     intel_mpi_pinning: bool = True
+    placement: str = "pack"
+    use_siblings: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,33 @@ class SolverProfile:
         )
 
 
+class Placement(StrEnum):
+    """How a job's cores are chosen on a multi-socket / multi-NUMA machine."""
+
+    PACK = "pack"
+    SPREAD = "spread"
+
+
+@dataclass(frozen=True, slots=True)
+class LstcConfig:
+    """`[lstc]`: the LSTC licence server tools; present = live licence counts are polled."""
+
+    qrun: str = "lstc_qrun"
+    qkill: str = "lstc_qkill"
+    server: str | None = None
+    poll_interval_s: float = 60.0
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyConfig:
+    """`[legacy]`: the DynaLauncher desktop GUI's Socket.IO endpoint and its history."""
+
+    enabled: bool = True
+    import_db: Path | None = None
+    solver_dirs: tuple[Path, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class SlurmConfig:
     """`[backends.slurm]`: its presence enables the Slurm backend; values go to sbatch."""
@@ -205,6 +234,8 @@ class Config:
         default_factory=lambda: MappingProxyType({})
     )
     slurm: SlurmConfig | None = None
+    lstc: LstcConfig | None = None
+    legacy: LegacyConfig = field(default_factory=LegacyConfig)
     source: Path | None = None
 
 
@@ -282,12 +313,14 @@ CONFIG_SECTIONS: Mapping[str, str] = MappingProxyType(
         "jobs": "Stopping, input locations, PID search, orphan cleanup.",
         "log": "Logging.",
         "licenses": "Static licence pools: NAME = COUNT. Pools not listed are not limited.",
+        "lstc": "Present = live LS-DYNA licence counts from an LSTC licence server (lstc_qrun).",
+        "legacy": "The DynaLauncher desktop GUI's Socket.IO endpoint and its job history.",
         "backends.slurm": 'Present = the Slurm backend is enabled (launch(..., backend="slurm")).',
         "solvers.NAME": "A solver profile, used as launch(solver=NAME). Built-in profiles "
         "lsdyna-smp, lsdyna-mpp and calculix exist unless a table of the same name replaces them.",
     }
 )
-EXAMPLE_COMMENTED_SECTIONS = frozenset({"backends.slurm", "solvers.NAME"})
+EXAMPLE_COMMENTED_SECTIONS = frozenset({"backends.slurm", "solvers.NAME", "lstc"})
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -351,6 +384,81 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "Pin Intel MPI jobs to their allocated cores (I_MPI_PIN_PROCESSOR_LIST and the CPU mask); "
         "false = Intel MPI pins by itself; cores are still booked, so none is given twice.",
         flag="--noIntelMpiCoreAllocation",
+    ),
+    ConfigKey(
+        "cores",
+        "placement",
+        "string",
+        _default(CoresConfig, "placement"),
+        'How a job\'s cores are chosen: "pack" (one NUMA node or socket when the job fits '
+        'there) or "spread" (evenly over the sockets).',
+    ),
+    ConfigKey(
+        "cores",
+        "use_siblings",
+        "boolean",
+        _default(CoresConfig, "use_siblings"),
+        "Give jobs both hyper-threads of a core; false = one logical CPU per physical core.",
+    ),
+    ConfigKey(
+        "lstc",
+        "qrun",
+        "string",
+        _default(LstcConfig, "qrun"),
+        "lstc_qrun: absolute path or a name looked up on PATH (run without a shell).",
+    ),
+    ConfigKey(
+        "lstc",
+        "qkill",
+        "string",
+        _default(LstcConfig, "qkill"),
+        "lstc_qkill: absolute path or a name looked up on PATH.",
+    ),
+    ConfigKey(
+        "lstc",
+        "server",
+        "string",
+        "unset (the tools' own default: LSTC_LICENSE_SERVER)",
+        "Licence server as PORT@HOST, passed to the tools as LSTC_LICENSE_SERVER.",
+        example='"31010@licserver"',
+    ),
+    ConfigKey(
+        "lstc",
+        "poll_interval_s",
+        "number > 0",
+        _default(LstcConfig, "poll_interval_s"),
+        "Seconds between licence server polls (licences used by others count as used).",
+    ),
+    ConfigKey(
+        "lstc",
+        "timeout_s",
+        "number > 0",
+        _default(LstcConfig, "timeout_s"),
+        "Seconds one lstc_qrun / lstc_qkill call may take.",
+    ),
+    ConfigKey(
+        "legacy",
+        "enabled",
+        "boolean",
+        _default(LegacyConfig, "enabled"),
+        "Serve the DynaLauncher desktop GUI's Socket.IO endpoint at /socket.io/.",
+    ),
+    ConfigKey(
+        "legacy",
+        "import_db",
+        "path",
+        "unset (nothing is imported)",
+        "An API-DynaLauncher DynaLauncher.db whose jobs are imported at the first start "
+        "(read only; the file is never changed).",
+        example='"C:/DynaLauncher/instance/DynaLauncher.db"',
+    ),
+    ConfigKey(
+        "legacy",
+        "solver_dirs",
+        "list of paths",
+        "[]",
+        "Folders whose executables the GUI may name as its solver, besides the configured "
+        "profiles' executables.",
     ),
     ConfigKey(
         "watchdog",
@@ -649,6 +757,15 @@ def _slurm_time(value: object) -> str:
     raise _Bad('a Slurm time limit such as 90, "12:00:00" or "2-00:00:00"')
 
 
+_LSTC_SERVER = re.compile(r"\d{1,5}@[A-Za-z0-9._-]+")
+
+
+def _lstc_server(value: object) -> str:
+    if not isinstance(value, str) or not _LSTC_SERVER.fullmatch(value.strip()):
+        raise _Bad('PORT@HOST, e.g. "31010@licserver"')
+    return value.strip()
+
+
 def _path_under(base: Path) -> Callable[[object], Path]:
     def check(value: object) -> Path:
         return _absolute(Path(_text(value)), base)
@@ -757,6 +874,8 @@ _TOP_LEVEL = (
     "jobs",
     "log",
     "licenses",
+    "lstc",
+    "legacy",
     "backends",
     "solvers",
 )
@@ -1042,6 +1161,8 @@ def load_config(
         intel_mpi_pinning=sec.get(
             "intel_mpi_pinning", _boolean, defaults.cores.intel_mpi_pinning
         ),
+        placement=sec.get("placement", _choice(Placement), defaults.cores.placement),
+        use_siblings=sec.get("use_siblings", _boolean, defaults.cores.use_siblings),
     )
 
     sec = _section(raw, "watchdog", where)
@@ -1098,6 +1219,26 @@ def load_config(
             time_limit=sec.optional("time_limit", _slurm_time),
         )
 
+    lstc: LstcConfig | None = None
+    if "lstc" in raw:
+        sec = _section(raw, "lstc", where)
+        plain = LstcConfig()
+        lstc = LstcConfig(
+            qrun=sec.get("qrun", _text, plain.qrun),
+            qkill=sec.get("qkill", _text, plain.qkill),
+            server=sec.optional("server", _lstc_server),
+            poll_interval_s=sec.get("poll_interval_s", _positive_number, plain.poll_interval_s),
+            timeout_s=sec.get("timeout_s", _positive_number, plain.timeout_s),
+        )
+
+    sec = _section(raw, "legacy", where)
+    dirs = sec.optional("solver_dirs", _text_list)
+    legacy = LegacyConfig(
+        enabled=sec.get("enabled", _boolean, defaults.legacy.enabled),
+        import_db=sec.optional("import_db", _path_under(base)),
+        solver_dirs=() if dirs is None else tuple(_absolute(Path(d), base) for d in dirs),
+    )
+
     solvers_raw = _Section(where, "solvers", raw.get("solvers", {}), None).raw
     solvers = builtin_profiles(environ)
     # A user table with a built-in's name replaces it whole; no key is inherited.
@@ -1118,6 +1259,8 @@ def load_config(
         licenses=MappingProxyType(licenses),
         solvers=MappingProxyType(solvers),
         slurm=slurm,
+        lstc=lstc,
+        legacy=legacy,
         source=path,
     )
     if flags is not None:

@@ -73,7 +73,7 @@ SERVER_ENV = "LSTC_LICENSE_SERVER"
 KILL_MARKER = "Program queued for termination"
 
 _HOST = re.compile(r"[0-9]+@[A-Za-z0-9._-]+", re.ASCII)
-_SERVER = re.compile(r"(?:[0-9]+@)?[A-Za-z0-9._-]+", re.ASCII)
+_SERVER = re.compile(r"(?:[0-9]+@)?[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 _MAX_HOST_LEN = 255
 #: LS-DYNA feature names: LS-DYNA, MPPDYNA, SMPDYNA and their versioned forms (MPPDYNA_971).
 _LSDYNA_FEATURE = re.compile(r"(?:LS-DYNA|MPPDYNA|SMPDYNA)(?:_\S*)?", re.IGNORECASE)
