@@ -160,6 +160,12 @@ class Daemon:
             "db_ok": db_ok,
             "db_path": str(self.config.store.path),
             "host": wd.telemetry if wd is not None else {},
+            "licenses": [
+                {"pool": p.name, "size": p.size, "server_max": p.server_max,
+                 "used_by_others": p.external, "held": p.held, "free": p.free}
+                for p in self.manager.licences.snapshot()
+            ],
+            "licence_server_error": self.manager.licence_server_note,
         }
 
 

@@ -28,10 +28,11 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import psutil
 
-from serv import orphans, proctree
+from serv import lstc, orphans, proctree
 from serv.api import job_to_wire
 from serv.config import Config, SolverProfile
 from serv.core.cores import CoreAllocator
+from serv.core.licenses import LicenseOverbooking, LicensePools
 from serv.core.ending import ExitInfo, decide_ending
 from serv.core.jobs import Job, JobSpec, ProcIdentity
 from serv.core.queue import plan_admissions, queue_order, reorder
@@ -53,6 +54,7 @@ from serv.platform import TAG_VAR, current
 from serv.profiles import resolve_profile
 from serv.solvers import family_of
 from serv.solvers.base import GracefulStop, LaunchContext, OutputVerdict
+from serv.solvers.mpi import rank_signal
 from serv.solvers.progress import DECK, STDOUT, OutputParser, Progress
 from serv.store import Store
 
@@ -131,6 +133,8 @@ class JobManager:
         self._tail_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.db_ok = True
+        self.licences = LicensePools(config.licenses)
+        self.licence_server_note: str | None = None
         self.tag_prefix = f"{store.daemon_id}:"
         self.started = time.monotonic()
 
@@ -142,6 +146,8 @@ class JobManager:
         await self._recover()
         await self.schedule()
         self._spawn(self._tail_loop(), "output tailing")
+        if self.config.lstc is not None:
+            self._spawn(self._poll_licence_server(), "licence server polling")
 
     async def close(self) -> None:
         """Stop watching; jobs keep running and are re-adopted at the next start."""
@@ -240,6 +246,16 @@ class JobManager:
             raise UnknownSolver(f"param 'solver': unknown solver profile {name!r}; configured: {known}")
         return profile
 
+    def demand(self, job: Job) -> dict[str, int]:
+        """The licences `job` takes: its own `licenses` param, else its profile's default
+        (LS-DYNA: one `lsdyna` licence per core)."""
+        if job.licenses is not None:
+            return {pool: count for pool, count in job.licenses if count}
+        profile = self.config.solvers.get(job.solver)
+        if profile is not None:
+            return {pool: count for pool, count in profile.licenses_for(job.ncpu) if count}
+        return {"lsdyna": job.ncpu} if job.family == "lsdyna" else {}
+
     def _check_input(self, raw: str) -> Path:
         path = Path(raw)
         if not path.is_absolute():
@@ -299,12 +315,13 @@ class JobManager:
         if backend != "local":
             raise BackendDown(f"param 'backend': backend {backend!r} is not available on this daemon")
         pools = dict(licenses or {})
-        for pool, count in pools.items():
-            size = self.config.licenses.get(pool)
-            if size is None:
+        for pool in pools:
+            if pool not in self.config.licenses and self.licences.capacity(pool) is None:
                 raise ExceedsMachine(f"param 'licenses': licence pool {pool!r} is not configured")
-            if count > size:
-                raise ExceedsMachine(f"param 'licenses': {count} {pool} licences exceed the pool of {size}")
+        demand = pools if licenses is not None else {
+            pool: count for pool, count in profile.licenses_for(ncpu) if count
+        }
+        self.licences.check_fits(demand, "licenses" if licenses is not None else "ncpu")
         for dep in after:
             await self.get(dep)
         workdir_key = str(workdir)
@@ -361,7 +378,14 @@ class JobManager:
                 reason = await self._dependency_block(job)
                 if reason is None:
                     ready.append(job)
-            plan = plan_admissions(ready, self.allocator.free_count())
+            demands = {job.id: self.demand(job) for job in ready}
+            pools = {pool for d in demands.values() for pool in d}
+            plan = plan_admissions(
+                ready,
+                self.allocator.free_count(),
+                {pool: self.licences.free(pool) for pool in pools},
+                lambda job: demands[job.id],
+            )
             for job_id in plan.start:
                 await self._start(job_id)
             for job_id, why in plan.waiting.items():
@@ -402,7 +426,13 @@ class JobManager:
             cores = self.allocator.allocate(job_id, job.ncpu)
             if cores is None:
                 return
-            jlog.info("allocated cores %s", list(cores))
+            try:
+                taken = self.licences.take(job_id, self.demand(job))
+            except LicenseOverbooking as exc:
+                jlog.warning("not started: %s", exc)
+                self.allocator.release(job_id)
+                return
+            jlog.info("allocated cores %s%s", list(cores), f", licences {taken}" if taken else "")
             profile = self.config.solvers.get(job.solver)
             family = family_of(job.family)
             resolved = await asyncio.to_thread(resolve_profile, profile) if profile else None
@@ -462,6 +492,7 @@ class JobManager:
 
     async def _fail_start(self, job: Job, message: str) -> None:
         self.allocator.release(job.id)
+        self.licences.release(job.id)
         self._on_cores()
         job_log(log, job.id).error("%s", message)
         await self._move(job, S.FAILED, message)
@@ -522,7 +553,7 @@ class JobManager:
         job = self.jobs.get(job_id)
         if job is not None and job.nice:
             # Ranks started before the launcher's I/O priority was set get it here.
-            procs = await asyncio.to_thread(proctree.job_tree, self.tag_prefix + str(job_id), self._roots(job))
+            procs = await asyncio.to_thread(self._tree_sync, job)
             await asyncio.to_thread(current.apply_priority, [p.pid for p in procs], job.nice)
 
     # ----------------------------------------------------------------- exits
@@ -602,6 +633,12 @@ class JobManager:
         else:
             verdict = await asyncio.to_thread(read_verdict, job)
         dump = await asyncio.to_thread(newest_dump, Path(job.workdir), job.started_at)
+        exit_info = rt.launcher_exit
+        if exit_info is not None and not exit_info.solver_reaped and exit_info.code and verdict.termination is None:
+            tail = await asyncio.to_thread(read_tail, Path(job.workdir) / "stdout", 16384)
+            sig = rank_signal(tail)
+            if sig is not None:
+                exit_info = ExitInfo(signal=sig, solver_reaped=False)
         for handle in rt.handles:
             handle.cancel()
         rt.handles.clear()
@@ -612,12 +649,13 @@ class JobManager:
             ending = decide_ending(
                 termination=verdict.termination,
                 stop_requested_by=requester,
-                exit=rt.launcher_exit,
+                exit=exit_info,
                 requires_banner=family_of(job.family).requires_banner,
                 restart_dump=dump,
                 failure_text=verdict.failure_text,
             )
             self.allocator.release(job_id)
+            self.licences.release(job_id)
             if snap is not None:
                 job = apply_progress(job, snap)
                 if ending.status is S.FINISHED and job.progress is not None:
@@ -639,10 +677,15 @@ class JobManager:
             roots.append(rt.launcher)
         return roots
 
+    def _tree_sync(self, job: Job) -> list[psutil.Process]:
+        """Every process of the job, by tag and by parentage. Thread only."""
+        # psutil's create times can be off by up to a second (boot time is whole seconds).
+        since = job.started_at.timestamp() - 2.0 if job.started_at else None
+        return proctree.job_tree(self.tag_prefix + str(job.id), self._roots(job), since)
+
     def _kill_tree_sync(self, job: Job) -> list[int]:
-        """SIGKILL every process of the job (by tag and by parentage). Thread only."""
-        procs = proctree.job_tree(self.tag_prefix + str(job.id), self._roots(job))
-        return proctree.signal_all(procs, current.KILL)
+        """SIGKILL every process of the job. Thread only."""
+        return proctree.signal_all(self._tree_sync(job), current.KILL)
 
     # ----------------------------------------------------------------- stop
 
@@ -703,8 +746,7 @@ class JobManager:
             self._on_solver_exit(job.id)
 
     def _signal_tree_sync(self, job: Job, sig: int) -> list[int]:
-        procs = proctree.job_tree(self.tag_prefix + str(job.id), self._roots(job))
-        return proctree.signal_all(procs, sig)
+        return proctree.signal_all(self._tree_sync(job), sig)
 
     # ----------------------------------------------------------------- configuration
 
@@ -725,8 +767,51 @@ class JobManager:
             "configuration reloaded: %d solver profiles (added %s, removed %s), licence pools %s",
             len(config.solvers), added or "none", removed or "none", dict(config.licenses) or "none",
         )
+        self.licences.reconfigure(config.licenses)
         self._on_reconfigure(self.config)
         await self.schedule()
+
+    # ----------------------------------------------------------------- licence server
+
+    def lstc_tools(self) -> lstc.LstcTools | None:
+        cfg = self.config.lstc
+        if cfg is None:
+            return None
+        return lstc.LstcTools(qrun=cfg.qrun, qkill=cfg.qkill, server=cfg.server, timeout_s=cfg.timeout_s)
+
+    async def _poll_licence_server(self) -> None:
+        """Every `[lstc] poll_interval_s`: licences used by others count as used; a change
+        wakes the queue at once."""
+        while True:
+            await self.poll_licences_once()
+            assert self.config.lstc is not None
+            await asyncio.sleep(self.config.lstc.poll_interval_s)
+
+    async def poll_licences_once(self) -> None:
+        tools = self.lstc_tools()
+        if tools is None:
+            return
+        result = await lstc.query_licenses(tools)
+        if isinstance(result, lstc.LstcFailure):
+            if self.licence_server_note != result.message:
+                log.warning("licence server: %s", result.message)
+            self.licence_server_note = result.message
+            return
+        self.licence_server_note = None
+        used, cap = lstc.lsdyna_usage(result), lstc.lsdyna_capacity(result)
+        if used is None:
+            return
+        # Only solvers that have started hold their licences on the server already.
+        own = sum(
+            self.licences.held_by(j.id).get("lsdyna", 0)
+            for j in self.jobs.values()
+            if j.status in (S.RUNNING, S.PAUSED, S.STOPPING) and j.extra.get("solver_started")
+        )
+        before = self.licences.free("lsdyna")
+        self.licences.observe_server("lsdyna", used, own, server_max=cap, at=utcnow())
+        if self.licences.free("lsdyna") != before:
+            log.info("licence server: lsdyna %d used of %s (ours %d)", used, cap, own)
+            await self.schedule()
 
     # ----------------------------------------------------------------- queue commands
 
@@ -1071,6 +1156,7 @@ class JobManager:
         else:
             jlog.info("restored cores %s from the %s", list(cores or ()), source)
         self.jobs[job.id] = job
+        self.licences.restore(job.id, self.demand(job))
         rt = self._rt.setdefault(job.id, Runtime())
         if seen.tagged_launcher is not None:
             rt.launcher = seen.tagged_launcher
@@ -1092,9 +1178,7 @@ class JobManager:
         else:
             job = await self._save(dataclasses.replace(job, **changes))
         if cores and source != "pid file":
-            procs = await asyncio.to_thread(
-                proctree.job_tree, self.tag_prefix + str(job.id), self._roots(job)
-            )
+            procs = await asyncio.to_thread(self._tree_sync, job)
             await asyncio.to_thread(proctree.set_affinity, procs, cores)
         await asyncio.to_thread(write_pid_file, Path(job.workdir), solver.pid, cores)
         jlog.info("re-adopted solver pid %d (%s)", solver.pid, job.status)

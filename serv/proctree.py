@@ -116,37 +116,46 @@ def tag_of(proc: psutil.Process) -> str | None:
         return None
 
 
-def own_processes() -> Iterable[psutil.Process]:
-    """Every live process of the daemon's user (others' environments are unreadable anyway)."""
+def own_processes(since: float | None = None) -> Iterable[psutil.Process]:
+    """Every live process of the daemon's user (others' environments are unreadable anyway),
+    optionally only those created at or after `since` (epoch seconds)."""
     uid = os.getuid() if hasattr(os, "getuid") else None
-    for proc in psutil.process_iter(["pid", "name", "uids", "status"]):
+    for proc in psutil.process_iter(["pid", "name", "uids", "status", "create_time"]):
         info = proc.info
         if info.get("status") == psutil.STATUS_ZOMBIE:
             continue
         if uid is not None and info.get("uids") is not None and info["uids"].real != uid:
             continue
+        if since is not None and (info.get("create_time") or 0.0) < since:
+            continue
         yield proc
 
 
-def tagged(prefix: str) -> dict[str, list[psutil.Process]]:
-    """Processes whose job tag starts with `prefix` (e.g. "<daemon id>:"), grouped by tag."""
+def tagged(prefix: str, since: float | None = None) -> dict[str, list[psutil.Process]]:
+    """Processes whose job tag starts with `prefix` (e.g. "<daemon id>:"), grouped by tag.
+
+    `since` skips processes created before it without reading their environment: a job's
+    processes cannot be older than the job, and reading environments is the costly part
+    (~60 µs a process), so a workstation's hundreds of long-lived processes cost little.
+    """
     found: dict[str, list[psutil.Process]] = {}
-    for proc in own_processes():
+    for proc in own_processes(since):
         tag = tag_of(proc)
         if tag is not None and tag.startswith(prefix):
             found.setdefault(tag, []).append(proc)
     return found
 
 
-def job_tree(tag: str, roots: Iterable[ProcIdentity]) -> list[psutil.Process]:
+def job_tree(tag: str, roots: Iterable[ProcIdentity], since: float | None = None) -> list[psutil.Process]:
     """Every process of one job: those carrying its tag (found even after MPI launchers
-    re-parented or setsid'ed them), plus everything below its known roots."""
+    re-parented or setsid'ed them), plus everything below its known roots. `since`: the
+    job's start (epoch seconds), to skip older processes cheaply."""
     procs: dict[int, psutil.Process] = {}
     for root in roots:
         if is_alive(root):
             for proc in descendants(root.pid):
                 procs[proc.pid] = proc
-    for proc in tagged(tag).get(tag, []):
+    for proc in tagged(tag, since).get(tag, []):
         procs.setdefault(proc.pid, proc)
     return list(procs.values())
 

@@ -110,6 +110,8 @@ class Server:
         self.health = health
         self._server: WsServer | None = None
         self.port: int | None = None
+        # The legacy GUI's Socket.IO endpoint (issue #6), set by the daemon when enabled.
+        self.legacy_handler: Callable[[ServerConnection], Awaitable[None]] | None = None
 
     @property
     def url(self) -> str:
@@ -160,11 +162,17 @@ class Server:
         if not self._authorised(request):
             log.warning("refused %s from %s: missing or wrong token", path, connection.remote_address)
             return connection.respond(HTTPStatus.UNAUTHORIZED, "401 Unauthorized: a token is required\n")
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if path.startswith("/socket.io/") and self.legacy_handler is not None:
+            # The desktop GUI is an Electron app loaded from file:// and cannot send a token
+            # header (protocol §1.5, §9 item 1): any Origin is accepted on this path only.
+            if not upgrade:
+                return connection.respond(HTTPStatus.BAD_REQUEST, "400: only the websocket transport is served\n")
+            return None
         origin = request.headers.get("Origin")
         if origin is not None and origin not in self.allowed_origins():
             log.warning("refused %s from origin %s", path, origin)
             return connection.respond(HTTPStatus.FORBIDDEN, f"403 Forbidden: origin {origin} is not allowed\n")
-        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
         if path == "/health":
             return _json_response(HTTPStatus.OK, await self.health())
         if path == "/" and not upgrade:
@@ -176,6 +184,10 @@ class Server:
     # ------------------------------------------------------------------- JSON-RPC side
 
     async def _handle(self, ws: ServerConnection) -> None:
+        path = urlsplit(ws.request.path).path if ws.request is not None else "/"
+        if path.startswith("/socket.io/") and self.legacy_handler is not None:
+            await self.legacy_handler(ws)
+            return
         outbox: asyncio.Queue[str | None] = asyncio.Queue()
 
         def send(text: str) -> None:

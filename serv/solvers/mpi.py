@@ -9,6 +9,7 @@ without its two allow-run-as-root variables.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -48,3 +49,22 @@ def mpi_prefix(
     else:
         raise ValueError(f"unknown MPI kind {kind!r}")
     return tuple(argv), env
+
+
+# How MPI launchers report a rank killed by a signal. Seen here: MPICH 4.0 Hydra prints
+# "YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)" and exits with the
+# signal number, which alone cannot be told from an ordinary exit code. Open MPI's
+# "... exited on signal 9 (Killed)." is its documented wording, not seen on this machine.
+_RANK_SIGNAL = (
+    re.compile(r"TERMINATED WITH THE EXIT STRING: [^\n]*\(signal (\d+)\)"),
+    re.compile(r"exited on signal (\d+)"),
+)
+
+
+def rank_signal(launcher_output: str) -> int | None:
+    """The signal that killed a rank, as the MPI launcher reported it in its output."""
+    for pattern in _RANK_SIGNAL:
+        found = pattern.search(launcher_output)
+        if found:
+            return int(found.group(1))
+    return None

@@ -90,14 +90,21 @@ def _cause(exc: BaseException) -> str:
     return detail
 
 
-def _upsert(job: Job) -> Any:
-    """INSERT … ON CONFLICT(id) DO UPDATE of every column of `job`."""
-    values = job_to_values(job)
-    stmt = sqlite_insert(JobRow).values(values)
+@functools.cache
+def _upsert_statement() -> Any:
+    """INSERT … ON CONFLICT(id) DO UPDATE of every column, built once: the values are bound
+    per call, so SQLAlchemy compiles it once and caches it (building it per commit was most
+    of a commit's cost, bench/breakdown.py)."""
+    stmt = sqlite_insert(JobRow)
+    columns = [c.name for c in JobRow.__table__.columns]
     return stmt.on_conflict_do_update(
         index_elements=[JobRow.id],
-        set_={name: stmt.excluded[name] for name in values if name != "id"},
+        set_={name: stmt.excluded[name] for name in columns if name != "id"},
     )
+
+
+def _upsert(session: Session, jobs: Sequence[Job]) -> None:
+    session.execute(_upsert_statement(), [job_to_values(job) for job in jobs])
 
 
 def _first_non_folder(folder: Path) -> Path | None:
@@ -446,7 +453,7 @@ class Store:
     ) -> None:
         try:
             with Session(self._engine_or_raise()) as session, session.begin():
-                session.execute(_upsert(job))
+                _upsert(session, [job])
                 if previous is not None and previous != job.status:
                     note = job.message if message is None else message
                     session.add(self._event_row(job.id, at, previous, job.status, note))
@@ -458,8 +465,7 @@ class Store:
     def _commit_many_sync(self, jobs: builtins.list[Job]) -> None:
         try:
             with Session(self._engine_or_raise()) as session, session.begin():
-                for job in jobs:
-                    session.execute(_upsert(job))
+                _upsert(session, jobs)
         except SQLAlchemyError as exc:
             ids = ", ".join(str(j.id) for j in jobs)
             raise StoreUnavailable(f"cannot save jobs {ids} to database {self._path}: {_cause(exc)}") from exc

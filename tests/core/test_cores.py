@@ -117,9 +117,12 @@ class TestMaxUsable:
         assert alloc.allocate(1, 4) == (0, 2, 4, 6)
 
     def test_allocator_uses_every_cpu_when_max_usable_exceeds_the_machine(self) -> None:
-        """A limit above the logical count changes nothing; None means no limit."""
-        assert CoreAllocator(ONE_SOCKET_HT, max_usable=64).usable_count == 8
-        assert CoreAllocator(ONE_SOCKET_HT).usable_count == 8
+        """A limit above the logical count changes nothing; None means no limit. One job can
+        get at most one CPU per physical core unless siblings are used."""
+        for limit in (64, None):
+            alloc = CoreAllocator(ONE_SOCKET_HT, max_usable=limit)
+            assert len(alloc.usable) == 8 and alloc.usable_count == 4
+            assert CoreAllocator(ONE_SOCKET_HT, max_usable=limit, use_siblings=True).usable_count == 8
 
     @pytest.mark.parametrize("limit", [0, -3])
     def test_allocator_books_nothing_when_max_usable_is_not_positive(self, limit: int) -> None:
@@ -133,11 +136,22 @@ class TestAllocate:
     """contract.md § Methods `launch` (ncpu) and `getCoreAllocationStatus` (job_id per core)."""
 
     def test_allocate_books_sorted_cpus_in_preference_order_when_free(self) -> None:
-        """Two jobs get disjoint CPUs, first threads first, each list sorted."""
+        """Two jobs get disjoint CPUs, first threads first, each list sorted; a job never
+        takes the sibling of a booked core, so the second waits for a whole core."""
         alloc = CoreAllocator(ONE_SOCKET_HT_ADJACENT)
         assert alloc.allocate(1, 3) == (0, 2, 4)
-        assert alloc.allocate(2, 3) == (1, 3, 6)
-        assert alloc.snapshot() == {0: 1, 2: 1, 4: 1, 6: 2, 1: 2, 3: 2}
+        assert alloc.free_count() == 1
+        assert alloc.allocate(2, 3) is None
+        assert alloc.allocate(2, 1) == (6,)
+        assert alloc.snapshot() == {0: 1, 2: 1, 4: 1, 6: 2}
+        assert alloc.free_count() == 0
+
+    def test_allocate_books_both_threads_of_a_core_when_siblings_are_used(self) -> None:
+        """use_siblings: two jobs get disjoint CPUs, whole cores first, each list sorted."""
+        alloc = CoreAllocator(ONE_SOCKET_HT_ADJACENT, use_siblings=True)
+        assert alloc.allocate(1, 3) == (0, 1, 2)
+        assert alloc.allocate(2, 3) == (3, 4, 5)
+        assert alloc.snapshot() == {0: 1, 1: 1, 2: 1, 3: 2, 4: 2, 5: 2}
         assert alloc.free_count() == 2
 
     def test_allocate_returns_none_and_books_nothing_when_too_few_are_free(self) -> None:
@@ -269,14 +283,19 @@ class AllocatorMachine(RuleBasedStateMachine):
         super().__init__()
         self.alloc: CoreAllocator | None = None
         self.model: dict[int, frozenset[int]] = {}
+        self.sockets = 1
 
     @initialize(
         sockets=st.integers(1, 2), cores=st.integers(1, 4), threads=st.integers(1, 2),
         adjacent=st.booleans(), limit=st.none() | st.integers(-1, 17),
+        placement=st.sampled_from(["pack", "spread"]), use_siblings=st.booleans(),
     )
-    def build(self, sockets: int, cores: int, threads: int, adjacent: bool, limit: int | None) -> None:
+    def build(self, sockets: int, cores: int, threads: int, adjacent: bool, limit: int | None,
+              placement: str, use_siblings: bool) -> None:
         topology = ht_topology(sockets, cores, threads, adjacent=adjacent)
-        self.alloc = CoreAllocator(topology, max_usable=limit)
+        self.sockets = sockets
+        self.alloc = CoreAllocator(topology, max_usable=limit, placement=placement,
+                                   use_siblings=use_siblings)
         expected = topology.preference_order()
         if limit is not None:
             expected = expected[: max(0, limit)]
@@ -290,20 +309,44 @@ class AllocatorMachine(RuleBasedStateMachine):
     def booked(self) -> set[int]:
         return set().union(*self.model.values()) if self.model else set()
 
+    def offered(self) -> list[int]:
+        """What a fresh job may be given, in the order it is given: every free usable CPU
+        with use_siblings (a core's threads together), else the first usable thread of each
+        core none of whose threads is booked (one CPU per physical core, never a booked
+        core's sibling)."""
+        booked = self.booked()
+        core_of = {c.index: c.core for c in self.a.topology.cpus}
+        if self.a.use_siblings:
+            # Whole cores first: cores in the order their first thread goes out, then
+            # each core's free threads together.
+            rank = {core: r for r, core in enumerate(dict.fromkeys(core_of[c] for c in self.a.usable))}
+            free = [c for c in self.a.usable if c not in booked]
+            return sorted(free, key=lambda c: rank[core_of[c]])
+        busy = {core_of[c] for c in booked}
+        out: list[int] = []
+        seen: set[tuple[int, int]] = set()
+        for cpu in self.a.usable:
+            if core_of[cpu] not in busy and core_of[cpu] not in seen:
+                seen.add(core_of[cpu])
+                out.append(cpu)
+        return out
+
     @rule(job=JOBS, n=st.integers(-1, 10))
     def allocate(self, job: int, n: int) -> None:
         held = self.model.get(job)
-        free = set(self.a.usable) - self.booked()
+        offered = self.offered()
         got = self.a.allocate(job, n)
         if held:
             assert got == tuple(sorted(held))
             return
-        if n < 1 or n > len(free):
+        if n < 1 or n > len(offered):
             assert got is None
             return
         assert got is not None and len(got) == n and list(got) == sorted(got)
-        # The n first free CPUs in hand-out order, sorted.
-        assert got == tuple(sorted([c for c in self.a.usable if c in free][:n]))
+        assert set(got) <= set(offered)
+        if self.sockets == 1 and self.a.placement == "pack":
+            # One socket, one NUMA node: the n first offered CPUs in hand-out order, sorted.
+            assert got == tuple(sorted(offered[:n]))
         self.model[job] = frozenset(got)
 
     @rule(job=JOBS)
@@ -355,9 +398,9 @@ class AllocatorMachine(RuleBasedStateMachine):
             assert set(self.a.snapshot()) <= set(self.a.usable)
 
     @invariant()
-    def free_count_is_usable_minus_booked(self) -> None:
+    def free_count_is_what_a_fresh_job_may_be_given(self) -> None:
         if self.alloc is not None:
-            assert self.a.free_count() == self.a.usable_count - len(self.a.snapshot())
+            assert self.a.free_count() == len(self.offered())
 
 
 class TestAllocatorProperty:
@@ -365,7 +408,8 @@ class TestAllocatorProperty:
 
     def test_allocator_keeps_one_job_per_usable_cpu_when_operations_are_random(self) -> None:
         """No sequence of allocate/release/restore books a CPU twice or an unusable one,
-        and free_count is always usable − booked."""
+        and free_count is always what a fresh job may be given (usable − booked, counted
+        in whole free cores unless siblings are used)."""
         run_state_machine_as_test(
             AllocatorMachine,
             settings=settings(max_examples=150, stateful_step_count=25, deadline=None,

@@ -124,3 +124,60 @@ class TestAdmissionProperty:
             head = by_id[ordered[len(plan.start)]]
             assert head.ncpu > free - used
             assert plan.waiting[head.id] == f"waiting for {head.ncpu} cores, {free - used} free"
+
+
+class TestBackfill:
+    """A job behind the head starts early only when that cannot delay the head (issue #5)."""
+
+    def job(self, job_id: int, ncpu: int, priority: int = 0) -> "Job":
+        from datetime import UTC, datetime
+
+        from serv.core.jobs import Family, Job
+
+        return Job(id=job_id, solver="s", family=Family.GENERIC, input=f"/{job_id}", workdir=f"/{job_id}",
+                   submitted_at=datetime(2026, 1, 1, tzinfo=UTC), ncpu=ncpu, priority=priority)
+
+    def test_backfill_starts_a_licence_free_job_when_the_head_waits_only_for_licences(self) -> None:
+        head, small = self.job(1, 2), self.job(2, 2)
+        demand = {1: {"lsdyna": 4}, 2: {}}
+        plan = plan_admissions([head, small], 4, {"lsdyna": 1}, lambda j: demand[j.id])
+        assert plan.start == (2,) and plan.backfilled == (2,)
+        assert plan.waiting == {1: "waiting for 4 lsdyna licences, 1 free"}
+
+    def test_backfill_refused_when_it_would_take_the_cores_the_head_needs(self) -> None:
+        head, small = self.job(1, 3), self.job(2, 2)
+        plan = plan_admissions([head, small], 4, {"lsdyna": 1}, lambda j: {"lsdyna": 4} if j.id == 1 else {})
+        assert plan.start == ()
+        assert plan.waiting[2] == "waiting behind job 1 (3 cores)"
+
+    def test_backfill_refused_when_it_takes_the_licence_pool_the_head_waits_for(self) -> None:
+        head, small = self.job(1, 1), self.job(2, 1)
+        plan = plan_admissions([head, small], 4, {"lsdyna": 1}, lambda j: {"lsdyna": 2} if j.id == 1 else {"lsdyna": 1})
+        assert plan.start == ()
+
+    def test_backfill_refused_when_it_would_leave_too_few_licences_of_a_pool_the_head_has(self) -> None:
+        head, small = self.job(1, 4), self.job(2, 1)
+        demand = {1: {"lsdyna": 2}, 2: {"lsdyna": 1}}
+        plan = plan_admissions([head, small], 2, {"lsdyna": 2}, lambda j: demand[j.id])
+        assert plan.start == ()
+
+    @given(
+        st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=8),
+        st.integers(0, 8),
+        st.integers(0, 6),
+    )
+    def test_backfilled_jobs_never_leave_the_head_short_of_what_it_does_not_wait_for(
+        self, specs: list[tuple[int, int, int]], cores: int, lic: int
+    ) -> None:
+        jobs = [self.job(i + 1, n, p) for i, (n, _l, p) in enumerate(specs)]
+        demand = {i + 1: {"lsdyna": l} for i, (_n, l, _p) in enumerate(specs)}
+        plan = plan_admissions(jobs, cores, {"lsdyna": lic}, lambda j: demand[j.id])
+        used_cores = sum(j.ncpu for j in jobs if j.id in plan.start)
+        used_lic = sum(demand[j]["lsdyna"] for j in plan.start)
+        assert used_cores <= cores and used_lic <= lic
+        waiting = [j for j in queue_order(jobs) if j.id not in plan.start]
+        if waiting and plan.backfilled:
+            head = waiting[0]
+            short_cores = head.ncpu > cores - sum(j.ncpu for j in jobs if j.id in plan.start and j.id not in plan.backfilled)
+            if not short_cores:
+                assert cores - used_cores >= head.ncpu

@@ -368,3 +368,13 @@ class TestVerdict:
         """Generic solvers are judged by their exit code alone."""
         text = sample("lsdyna/lsdyna-R16.1-smp-win-4thr-normal-1cycle.messag")
         assert Generic().verdict(text) == OutputVerdict()
+
+
+def test_rank_signal_is_read_from_the_launchers_report() -> None:
+    """MPICH Hydra's and Open MPI's reports of a rank killed by a signal (text seen here)."""
+    from serv.solvers.mpi import rank_signal
+
+    hydra = "YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)\n"
+    assert rank_signal(hydra) == 9
+    assert rank_signal("mpiexec noticed that process rank 1 with PID 0 on node vm exited on signal 15 (Terminated).") == 15
+    assert rank_signal(" N o r m a l    t e r m i n a t i o n") is None

@@ -217,6 +217,23 @@ class TestThisMachine:
         assert set(topo.numa_nodes) <= nodes
 
 
+class TestFallback:
+    """read_topology on an OS with neither sysfs nor Windows: a flat list, logged."""
+
+    def test_read_topology_falls_back_to_a_flat_list_when_the_os_is_unknown(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """One core per allowed CPU, one socket, one node, and an INFO line saying so."""
+        monkeypatch.setattr(sys, "platform", "darwin")
+        with caplog.at_level("INFO", logger="serv.topology"):
+            topo = read_topology()
+        expected = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        if expected is not None:
+            assert [c.index for c in topo.cpus] == expected
+        assert not topo.hyper_threading and topo.sockets == (0,) and topo.numa_nodes == (0,)
+        assert "no CPU topology from the OS on darwin" in caplog.text
+
+
 # -- Windows: GetLogicalProcessorInformationEx buffers, byte by byte -----------------------
 # LOGICAL_PROCESSOR_RELATIONSHIP values (winnt.h), written out here on purpose.
 CORE, NUMA, CACHE, PACKAGE, GROUP, NUMA_EX = 0, 1, 2, 3, 4, 6
