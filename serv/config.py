@@ -39,6 +39,7 @@ from typing import Literal, TypeVar
 
 import platformdirs
 
+from serv.core.cores import Placement
 from serv.core.jobs import Family
 from serv.errors import ConfigError
 
@@ -181,13 +182,6 @@ class SolverProfile:
         return tuple(
             (pool, ncpu if use == "ncpu" else use) for pool, use in self.licenses
         )
-
-
-class Placement(StrEnum):
-    """How a job's cores are chosen on a multi-socket / multi-NUMA machine."""
-
-    PACK = "pack"
-    SPREAD = "spread"
 
 
 @dataclass(frozen=True, slots=True)

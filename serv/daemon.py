@@ -68,7 +68,10 @@ class Daemon:
         self.store = await Store.open(self.config.store.path)
         self._stack.push_async_callback(self._step, "close the store", self.store.close)
         topology = await asyncio.to_thread(read_topology)
-        allocator = CoreAllocator(topology, self.config.cores.max_usable)
+        cores = self.config.cores
+        allocator = CoreAllocator(
+            topology, cores.max_usable, placement=cores.placement, use_siblings=cores.use_siblings
+        )
         log.info(
             "cores: %d usable of %d logical (%d physical)",
             allocator.usable_count, topology.logical_cores, topology.physical_cores,

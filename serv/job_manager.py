@@ -1051,6 +1051,9 @@ class JobManager:
             "logical_cores": topo.logical_cores,
             "hyper_threading_enabled": topo.hyper_threading,
             "usable_cores": len(usable),
+            "max_job_cores": self.allocator.usable_count,
+            "placement": self.allocator.placement,
+            "use_siblings": self.allocator.use_siblings,
             "available_cores": self.allocator.free_count(),
             "cores": cores,
         }

@@ -81,20 +81,39 @@ def descendants(pid: int, *, include_root: bool = True) -> list[psutil.Process]:
     return [root, *procs] if include_root else procs
 
 
+RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
+
+
+def _rank_of(proc: psutil.Process) -> int:
+    """The MPI rank from a process's environment; ranks unknown sort after rank 0."""
+    try:
+        env = proc.environ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 1
+    for var in RANK_VARS:
+        if env.get(var, "").isdigit():
+            return int(env[var])
+    return 1
+
+
 def find_solver(launcher_pid: int, process_names: Sequence[str]) -> ProcIdentity | None:
-    """The solver process in the launcher's tree: the earliest-started process whose name
-    matches `process_names` (rank 0 under mpiexec), never a shell or an MPI launcher."""
-    best: tuple[float, int] | None = None
+    """The solver process in the launcher's tree, never a shell or an MPI launcher: among
+    processes named like `process_names`, MPI rank 0 (PMI_RANK / OMPI_COMM_WORLD_RANK),
+    else the earliest started."""
+    candidates: list[tuple[int, float, int]] = []
     for proc in descendants(launcher_pid):
         try:
             if proc.status() == psutil.STATUS_ZOMBIE or not matches(proc.name(), process_names):
                 continue
-            key = (proc.create_time(), proc.pid)
+            candidates.append((0, proc.create_time(), proc.pid))
         except psutil.NoSuchProcess:
             continue
-        if best is None or key < best:
-            best = key
-    return None if best is None else ProcIdentity(best[1], best[0])
+    if len(candidates) > 1:
+        candidates = [(_rank_of(psutil.Process(pid)), ctime, pid) for _, ctime, pid in candidates]
+    if not candidates:
+        return None
+    _, ctime, pid = min(candidates)
+    return ProcIdentity(pid, ctime)
 
 
 def describe_tree(pid: int) -> str:
