@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     stop = client("stop", "stop a job")
     stop.add_argument("id", type=int)
     stop.add_argument("--force", action="store_true")
+    legacy = sub.add_parser(
+        "import-legacy",
+        help="import an API-DynaLauncher DynaLauncher.db (read only) into the job database; "
+        "the daemon must be stopped",
+    )
+    legacy.add_argument("path", type=Path, help="the legacy DynaLauncher.db")
+    legacy.add_argument("--config", type=Path, metavar="PATH", help="TOML configuration file")
+    legacy.add_argument("--db", type=Path, metavar="PATH", help="SQLite job database")
     return parser
 
 
@@ -100,10 +108,34 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_legacy(args: argparse.Namespace) -> int:
+    """`import-legacy PATH`: the legacy file is opened read-only and never changed."""
+    from serv.legacy.history import LegacyImportError, import_command
+    from serv.logs import setup_logging
+
+    setup_logging("INFO")
+    try:
+        config = load_config(args.config, flags_from_args(args))
+        report = import_command(args.path, config)
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        return 2
+    except StoreUnavailable as exc:
+        log.error("cannot import: %s (the daemon must be stopped)", exc)
+        return 3
+    except LegacyImportError as exc:
+        log.error("cannot import: %s", exc)
+        return 2
+    sys.stdout.write(report.summary() + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "import-legacy":
+        return import_legacy(args)
     from websockets.exceptions import WebSocketException
 
     from serv.client import RpcError

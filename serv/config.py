@@ -92,6 +92,8 @@ class CoresConfig:
     intel_mpi_pinning: bool = True
     placement: str = "pack"
     use_siblings: bool = False
+    pin: bool = True
+    topology_root: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,9 @@ class SolverProfile:
     #: None: the family default (LS-DYNA: pool "lsdyna", one per core; others: none).
     licenses: tuple[tuple[str, LicenseUse], ...] | None = None
     builtin: bool = False
+    #: False: jobs of this profile take no cores from the allocator and are not pinned
+    #: (light tasks such as pre- and post-processing scripts).
+    book_cores: bool = True
 
     def licenses_for(self, ncpu: int) -> tuple[tuple[str, int], ...]:
         """The licences one job of `ncpu` cores takes from each pool, as (pool, count) pairs.
@@ -389,6 +394,23 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ),
     ConfigKey(
         "cores",
+        "pin",
+        "boolean",
+        _default(CoresConfig, "pin"),
+        "Pin jobs to the cores they booked (CPU mask, MPI binding options); false = cores "
+        "are booked for scheduling only.",
+    ),
+    ConfigKey(
+        "cores",
+        "topology_root",
+        "path",
+        "unset (the machine's own)",
+        "A recorded copy of /sys/devices/system/cpu to plan cores on instead of this "
+        "machine's (for tests and benchmarks; needs pin = false when it names other CPUs).",
+        example='"/srv/recorded/2s-32c-ht/cpu"',
+    ),
+    ConfigKey(
+        "cores",
         "use_siblings",
         "boolean",
         _default(CoresConfig, "use_siblings"),
@@ -596,6 +618,14 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "[]",
         "Arguments added to every command line of this profile.",
         example='["memory2=200m"]',
+    ),
+    ConfigKey(
+        "solvers.NAME",
+        "book_cores",
+        "boolean",
+        "true",
+        "false = jobs of this profile take no cores and are not pinned (light tasks such as "
+        "post-processing); they are still supervised, stopped and recovered like any job.",
     ),
     ConfigKey(
         "solvers.NAME",
@@ -1106,6 +1136,7 @@ def _profile(
         mpiexec=mpiexec,
         extra_args=sec.get("extra_args", _text_list, ()),
         licenses=_license_table(sec, pools),
+        book_cores=sec.get("book_cores", _boolean, True),
     )
 
 
@@ -1157,6 +1188,8 @@ def load_config(
         ),
         placement=sec.get("placement", _choice(Placement), defaults.cores.placement),
         use_siblings=sec.get("use_siblings", _boolean, defaults.cores.use_siblings),
+        pin=sec.get("pin", _boolean, defaults.cores.pin),
+        topology_root=sec.optional("topology_root", _path_under(base)),
     )
 
     sec = _section(raw, "watchdog", where)

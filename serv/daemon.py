@@ -19,7 +19,9 @@ from serv import __version__
 from serv.config import Config
 from serv.errors import ConfigError
 from serv.core.cores import CoreAllocator
+from serv.core.jobs import Job
 from serv.job_manager import JobManager
+from serv.legacy import LegacyGateway, import_at_first_start
 from serv.platform import current
 from serv.server import Hub, Server
 from serv.store import Store
@@ -67,7 +69,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.store = await Store.open(self.config.store.path)
         self._stack.push_async_callback(self._step, "close the store", self.store.close)
-        topology = await asyncio.to_thread(read_topology)
+        topology = await asyncio.to_thread(read_topology, self.config.cores.topology_root)
+        current.raise_open_files_limit()
         cores = self.config.cores
         allocator = CoreAllocator(
             topology, cores.max_usable, placement=cores.placement, use_siblings=cores.use_siblings
@@ -76,12 +79,29 @@ class Daemon:
             "cores: %d usable of %d logical (%d physical)",
             allocator.usable_count, topology.logical_cores, topology.physical_cores,
         )
+        # Issue #6: the desktop GUI's gateway hears every job change and output chunk too, and
+        # an API-DynaLauncher history is imported before recovery sees the store.
+        legacy = self.legacy = LegacyGateway(self.config) if self.config.legacy.enabled else None
+        await import_at_first_start(self.store, self.config)
+
+        def on_job(job: Job) -> None:
+            self.hub.job_changed(job)
+            if legacy is not None:
+                legacy.job_changed(job)
+
+        def on_output(job_id: int, text: str) -> None:
+            self.hub.publish("output", "jobOutput", {"id": job_id, "data": text})
+            if legacy is not None:
+                legacy.output(job_id, text)
+
         self.manager = JobManager(
             self.config, self.store, allocator,
-            on_job=self.hub.job_changed,
+            on_job=on_job,
             on_cores=lambda: self.hub.publish("cores", "coresChanged", {"status": self._cores()}),
-            on_output=lambda job_id, text: self.hub.publish("output", "jobOutput", {"id": job_id, "data": text}),
+            on_output=on_output,
         )
+        if legacy is not None:
+            legacy.attach(self.manager)
         await self.manager.start()
         self._stack.push_async_callback(self._step, "release the job manager", self.manager.close)
         if self.config.jobs.clean_orphans_at_start:
@@ -102,8 +122,12 @@ class Daemon:
         self._stack.push_async_callback(self._step, "stop the watchdog", self._stop_watchdog)
         api = Api(self.manager, self.health)
         self.server = Server(self.config.server, api, self.hub, self.health)
+        if legacy is not None:
+            self.server.legacy_handler = legacy.handle
         await self.server.start()
         self._stack.push_async_callback(self._step, "stop the server", self.server.close)
+        if legacy is not None:
+            self._stack.push_async_callback(self._step, "close the legacy GUI connections", legacy.close)
         log.info("dynalauncher %s listening on %s", __version__, self.server.url)
 
     def spawn_reload(self, reload: Callable[[], Config]) -> None:

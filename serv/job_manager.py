@@ -70,6 +70,7 @@ MEMORY = re.compile(r"^\d+[kKmMgG]?$")
 DUMP_NAME = re.compile(r"^d3dump\d+$|^runrsf$")
 # Output is read every TAIL_INTERVAL_S: progress notifications stay at ≤ 2 per second per job.
 TAIL_INTERVAL_S = 0.5
+TAIL_MAX_SKIP = 8
 DECK_MAX_BYTES = 64 * 1024 * 1024
 OUTPUT_CHUNK = 64 * 1024
 
@@ -94,6 +95,7 @@ class Runtime:
     paused_since: float | None = None
     paused_total: float = 0.0
     shown: tuple[object, ...] | None = None
+    tail_every: int = 1  # read this job's output every Nth tail tick (doubles while silent)
 
     def active_now(self) -> float:
         """Monotonic seconds that stop while the job is paused (ETAs exclude paused time)."""
@@ -246,6 +248,11 @@ class JobManager:
             raise UnknownSolver(f"param 'solver': unknown solver profile {name!r}; configured: {known}")
         return profile
 
+    def cores_of(self, job: Job) -> int:
+        """Cores `job` books: its ncpu, or 0 when its profile books none."""
+        profile = self.config.solvers.get(job.solver)
+        return job.ncpu if profile is None or profile.book_cores else 0
+
     def demand(self, job: Job) -> dict[str, int]:
         """The licences `job` takes: its own `licenses` param, else its profile's default
         (LS-DYNA: one `lsdyna` licence per core)."""
@@ -299,7 +306,7 @@ class JobManager:
             raise UnknownSolver(f"solver profile {solver!r} is unavailable: {resolved.reason}")
         family = family_of(profile.family)
         path = await asyncio.to_thread(self._check_input, input)
-        if ncpu > self.allocator.usable_count:
+        if profile.book_cores and ncpu > self.allocator.usable_count:
             raise ExceedsMachine(
                 f"param 'ncpu': {ncpu} exceeds the {self.allocator.usable_count} usable cores"
             )
@@ -385,6 +392,7 @@ class JobManager:
                 self.allocator.free_count(),
                 {pool: self.licences.free(pool) for pool in pools},
                 lambda job: demands[job.id],
+                self.cores_of,
             )
             for job_id in plan.start:
                 await self._start(job_id)
@@ -423,7 +431,9 @@ class JobManager:
             job = self.jobs.get(job_id)
             if job is None or job.status is not S.QUEUED:
                 return
-            cores = self.allocator.allocate(job_id, job.ncpu)
+            profile = self.config.solvers.get(job.solver)
+            books = profile.book_cores if profile is not None else True
+            cores = self.allocator.allocate(job_id, job.ncpu) if books else ()
             if cores is None:
                 return
             try:
@@ -433,7 +443,6 @@ class JobManager:
                 self.allocator.release(job_id)
                 return
             jlog.info("allocated cores %s%s", list(cores), f", licences {taken}" if taken else "")
-            profile = self.config.solvers.get(job.solver)
             family = family_of(job.family)
             resolved = await asyncio.to_thread(resolve_profile, profile) if profile else None
             pin = self._pinning_enabled(profile)
@@ -441,13 +450,13 @@ class JobManager:
                 executable=resolved.executable if resolved and resolved.executable else Path(job.solver),
                 mpiexec=resolved.mpiexec if resolved else None,
                 mpi=str(profile.mpi) if profile else "none",
-                cores=cores if pin else None,
+                cores=(cores or None) if pin else None,
                 intel_mpi_pinning=self.config.cores.intel_mpi_pinning,
                 extra_args=profile.extra_args if profile else (),
             )
             plan = family.plan(job, ctx)
             job = await self._move(
-                job, S.STARTING, "starting", allocated_cores=cores, command=plan.argv
+                job, S.STARTING, "starting", allocated_cores=cores or None, command=plan.argv
             )
             self._on_cores()
             if resolved is None or not resolved.available:
@@ -463,7 +472,7 @@ class JobManager:
                     cwd=workdir,
                     env=env,
                     stdout_path=workdir / "stdout",
-                    cores=cores if pin else None,
+                    cores=(cores or None) if pin else None,
                     nice=job.nice,
                 )
             except OSError as exc:
@@ -487,6 +496,8 @@ class JobManager:
             rt.search = self._spawn(self._search_solver(job_id, popen.pid), f"job {job_id} pid search")
 
     def _pinning_enabled(self, profile: SolverProfile | None) -> bool:
+        if not self.config.cores.pin or (profile is not None and not profile.book_cores):
+            return False
         # Legacy --noIntelMpiCoreAllocation: Intel MPI jobs keep Intel MPI's own pinning.
         return not (profile and str(profile.mpi) == "intelmpi" and not self.config.cores.intel_mpi_pinning)
 
@@ -959,12 +970,22 @@ class JobManager:
     async def _tail_loop(self) -> None:
         """Every TAIL_INTERVAL_S: read new output of all jobs, stream it, update progress."""
         loop = asyncio.get_running_loop()
+        tick = 0
         while True:
             await asyncio.sleep(TAIL_INTERVAL_S)
-            ids = [jid for jid, rt in list(self._rt.items()) if rt.parser is not None and not rt.ending]
-            if not ids:
+            tick += 1
+            due = [
+                (jid, rt) for jid, rt in list(self._rt.items())
+                if rt.parser is not None and not rt.ending and tick % rt.tail_every == 0
+            ]
+            if not due:
                 continue
-            results = await loop.run_in_executor(self._tail_pool, self._read_outputs, ids)
+            results = await loop.run_in_executor(self._tail_pool, self._read_outputs, [j for j, _ in due])
+            # A job that printed nothing is read half as often, down to every
+            # TAIL_MAX_SKIP ticks: a thousand quiet jobs cost little, a talking one is
+            # followed at full rate again from its next line.
+            for jid, rt in due:
+                rt.tail_every = 1 if jid in results else min(rt.tail_every * 2, TAIL_MAX_SKIP)
             await self._apply_outputs(results)
 
     def _stream(self, job_id: int, text: str) -> None:
@@ -1150,10 +1171,15 @@ class JobManager:
             await self._move(job, decision.status, decision.message, termination=seen.termination)
             return
         pid_cores = await asyncio.to_thread(read_pid_file_cores, Path(job.workdir))
-        cores, source = self.allocator.restore_first(
-            job.id, job.ncpu, [("pid file", pid_cores), ("database", job.allocated_cores)]
-        )
-        if source == "fresh allocation":
+        if self.cores_of(job) == 0:
+            cores, source = None, "none booked"
+        else:
+            cores, source = self.allocator.restore_first(
+                job.id, job.ncpu, [("pid file", pid_cores), ("database", job.allocated_cores)]
+            )
+        if source == "none booked":
+            jlog.info("books no cores")
+        elif source == "fresh allocation":
             jlog.warning("cores from pid file %s and database %s are not free; new allocation %s",
                          pid_cores, job.allocated_cores, cores)
         else:

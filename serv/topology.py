@@ -141,8 +141,18 @@ def _affinity() -> set[int] | None:
         return None
 
 
-def read_topology() -> Topology:
-    """This machine's usable topology; never raises (falls back to a flat list, logged)."""
+def read_topology(recorded: Path | None = None) -> Topology:
+    """This machine's usable topology; never raises (falls back to a flat list, logged).
+
+    `recorded`: a copy of /sys/devices/system/cpu (with its sibling `node` folder) to read
+    instead, all of its CPUs usable ([cores] topology_root, for tests and benchmarks).
+    """
+    if recorded is not None:
+        found = read_sysfs(recorded, recorded.parent / "node")
+        if found is not None:
+            log.info("CPU topology read from the recorded tree %s", recorded)
+            return found
+        log.warning("no CPU topology in %s; using this machine's", recorded)
     allowed = _affinity()
     topology: Topology | None = None
     if sys.platform.startswith("linux"):

@@ -52,11 +52,13 @@ def plan_admissions(
     free_cores: int,
     free_licences: Mapping[str, int | None] | None = None,
     demand: Callable[[Job], Demand] = lambda job: {},
+    cores_of: Callable[[Job], int] = lambda job: job.ncpu,
 ) -> Admission:
     """Decide which queued jobs start with the resources free now.
 
     `free_licences` maps pool → free count (None: unlimited); `demand(job)` gives the
-    licences a job takes. Pure: the caller books what `start` lists, in that order.
+    licences a job takes and `cores_of(job)` the cores it books (0 for profiles that book
+    none). Pure: the caller books what `start` lists, in that order.
     """
     cores = free_cores
     licences: dict[str, int | None] = dict(free_licences or {})
@@ -65,12 +67,13 @@ def plan_admissions(
     waiting: dict[int, str] = {}
     head: Job | None = None
     head_need: Demand = {}
+    head_cores = 0
     head_short_cores = False
     head_short_pools: set[str] = set()
 
     def take(job: Job, need: Demand) -> None:
         nonlocal cores
-        cores -= job.ncpu
+        cores -= cores_of(job)
         for pool, count in need.items():
             free = licences.get(pool)
             if free is not None:
@@ -78,14 +81,15 @@ def plan_admissions(
 
     for job in queue_order(jobs):
         need = demand(job)
-        short = _shortfalls(job.ncpu, need, cores, licences)
+        ncpu = cores_of(job)
+        short = _shortfalls(ncpu, need, cores, licences)
         if head is None:
             if not short:
                 start.append(job.id)
                 take(job, need)
                 continue
-            head, head_need = job, need
-            head_short_cores = job.ncpu > cores
+            head, head_need, head_cores = job, need, ncpu
+            head_short_cores = ncpu > cores
             head_short_pools = {
                 p for p, n in need.items() if (f := licences.get(p)) is not None and n > f
             }
@@ -94,7 +98,7 @@ def plan_admissions(
         if short:
             waiting[job.id] = "waiting for " + " and ".join(short)
             continue
-        if _would_delay(job, need, head, head_need, head_short_cores, head_short_pools, cores, licences):
+        if _would_delay(ncpu, need, head_cores, head_need, head_short_cores, head_short_pools, cores, licences):
             waiting[job.id] = f"waiting behind job {head.id} ({head.ncpu} cores)"
             continue
         start.append(job.id)
@@ -104,17 +108,18 @@ def plan_admissions(
 
 
 def _would_delay(
-    job: Job,
+    ncpu: int,
     need: Demand,
-    head: Job,
+    head_cores: int,
     head_need: Demand,
     head_short_cores: bool,
     head_short_pools: set[str],
     cores: int,
     licences: Mapping[str, int | None],
 ) -> bool:
-    """Whether starting `job` now could make the head start later."""
-    if head_short_cores or cores - job.ncpu < head.ncpu:
+    """Whether starting a job of `ncpu` cores and `need` licences now could make the head
+    (which books `head_cores`) start later."""
+    if (head_short_cores and ncpu > 0) or cores - ncpu < head_cores:
         return True
     for pool, count in need.items():
         if count and pool in head_short_pools:

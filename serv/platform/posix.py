@@ -10,7 +10,9 @@ mask and execs the real argv, keeping the PID.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +30,7 @@ __all__ = [
     "open_exit_handle",
     "install_shutdown_handlers",
     "install_reload_handler",
+    "raise_open_files_limit",
     "pin_exec_argv",
 ]
 
@@ -54,13 +57,25 @@ STOP = signal.SIGSTOP
 CONT = signal.SIGCONT
 
 
+@functools.cache
+def _taskset() -> str | None:
+    return shutil.which("taskset")
+
+
 def pin_exec_argv(argv: Sequence[str], cores: Sequence[int] | None, nice: int = 0) -> list[str]:
     """argv wrapped so the process starts with its CPU mask set to `cores` and its nice
-    value set to `nice` (both inherited by everything it starts)."""
+    value set to `nice` (both inherited by everything it starts).
+
+    util-linux's `taskset -c LIST` (exec'ing the program, so the PID stays) is used when
+    present and no nice value is asked for; otherwise a Python trampoline does both.
+    """
     cores = cores if hasattr(os, "sched_setaffinity") else None
     if not cores and not nice:
         return list(argv)
     cpus = ",".join(str(c) for c in cores) if cores else ""
+    taskset = _taskset()
+    if cores and not nice and taskset is not None:
+        return [taskset, "-c", cpus, *argv]
     return [sys.executable, "-I", "-S", "-c", _PIN_EXEC, cpus, str(nice), *argv]
 
 
@@ -118,6 +133,22 @@ def apply_priority(pids: Sequence[int], nice: int) -> None:
             import logging
 
             logging.getLogger(__name__).warning("priority %d not applied to pid %d: %s", nice, pid, exc)
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard limit: every supervised job holds one
+    or two pidfds, and a daemon with hundreds of jobs would hit the usual soft limit of 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("open files limit stays at %d: %s", soft, exc)
 
 
 def graceful_signal() -> int:

@@ -171,6 +171,10 @@ def install_shutdown_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callab
             signal.signal(sig, lambda s, f, n=name: loop.call_soon_threadsafe(on_signal, n))
 
 
+def raise_open_files_limit() -> None:
+    """Windows has no per-process open-files limit of this kind."""
+
+
 def install_reload_handler(loop: asyncio.AbstractEventLoop, on_reload: Callable[[], None]) -> None:
     """Windows has no SIGHUP: a configuration reload needs a restart there."""
 

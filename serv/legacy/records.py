@@ -1,0 +1,154 @@
+"""Daemon jobs seen as the legacy GUI's records (protocol §5.2–§5.4).
+
+One job model: every record here is computed from a `Job` of the daemon, plus what the GUI
+sent when it submitted the job (its `job_data`: solver path, template, command text), kept
+as a *memo*. Jobs launched through the new API, or imported, get a template synthesised from
+their profile so the GUI's Ctrl+click can copy them back into its form.
+
+Status mapping (daemon → legacy; only the six strings the GUI knows, §5.3):
+
+    queued                      (not a job row: it is in the queue, `getQueue`)
+    starting                    Starting
+    running, paused, stopping   Running     (the GUI has no word for paused or stopping)
+    finished                    Finished
+    failed                      Error
+    stopped                     sw1 when it ended normally after a user's sw1 sense switch,
+                                else Stopped
+    cancelled                   Stopped     (left the queue before it started)
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Mapping
+
+from serv.config import MpiKind, SolverProfile
+from serv.core.jobs import Family, Job
+from serv.core.states import JobStatus, Termination
+
+S = JobStatus
+
+LEGACY_STATUSES = ("Starting", "Running", "Finished", "Error", "Stopped", "sw1")
+#: The fields of a record that `update_data` carries when they change (§4.1, §5.2 "upd").
+UPDATE_FIELDS = (
+    "status", "progress", "started", "ETA", "current", "end", "pid", "a_mass", "pct_mass",
+    "allocated_cores",
+)
+SW1_REQUESTER = "sense switch sw1"
+
+
+def legacy_status(job: Job) -> str:
+    status = job.status
+    if status in (S.QUEUED, S.STARTING):
+        return "Starting"
+    if status in (S.RUNNING, S.PAUSED, S.STOPPING):
+        return "Running"
+    if status is S.FINISHED:
+        return "Finished"
+    if status is S.FAILED:
+        return "Error"
+    if (
+        status is S.STOPPED
+        and job.termination is Termination.NORMAL
+        and job.stop_requested_by == SW1_REQUESTER
+    ):
+        return "sw1"
+    return "Stopped"
+
+
+def synthesised_expr(job: Job, profile: SolverProfile | None) -> str:
+    """A GUI template that describes `job` (for jobs the GUI did not submit)."""
+    if job.family is not Family.LSDYNA:
+        return " ".join(job.command) or "$SOLVER $INPUT"
+    mpi = profile is not None and profile.mpi is not MpiKind.NONE
+    parts = ["mpiexec -np $NCPU $SOLVER i=$INPUT"] if mpi else ["$SOLVER i=$INPUT ncpu=$NCPU"]
+    if job.memory:
+        parts.append("memory=$MEMORY")
+    if job.restart:
+        parts.append(f"r={job.restart}")
+    parts.extend(job.args)
+    return " ".join(parts)
+
+
+def render(expr: str, *, ncpu: object, solver: str, input: str, memory: str) -> str:
+    """The command a template gives, every placeholder replaced (legacy setNcpuQueue)."""
+    return (
+        expr.replace("$NCPU", str(ncpu))
+        .replace("$SOLVER", solver)
+        .replace("$INPUT", input)
+        .replace("$MEMORY", memory)
+    )
+
+
+def _epoch(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp())
+
+
+def _rounded(value: float | None) -> int | None:
+    return None if value is None else int(round(value))
+
+
+def job_record(
+    job: Job,
+    memo: Mapping[str, Any] | None,
+    profile: SolverProfile | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The §5.2 record of `job` (table, addJob and shells all use this shape)."""
+    memo = memo or {}
+    solver = memo.get("solver") or (profile.executable if profile is not None else job.solver)
+    expr = memo.get("expr") or synthesised_expr(job, profile)
+    memory = job.memory or ""
+    command = memo.get("command") or " ".join(job.command) or render(
+        expr, ncpu=job.ncpu, solver=solver, input=job.input, memory=memory
+    )
+    elapsed = None
+    if job.started_at is not None:
+        elapsed = int(((job.ended_at or now) - job.started_at).total_seconds())
+    return {
+        "id": job.id,
+        "input": memo.get("input") or job.input,
+        "solver": solver,
+        "command": command,
+        "ncpu": job.ncpu,
+        "memory": memory,
+        "expr": expr,
+        "status": legacy_status(job),
+        "progress": None if job.progress is None else round(job.progress, 2),
+        "started": _epoch(job.started_at),
+        "ETA": _rounded(job.eta_s),
+        "elapsed": elapsed,
+        "current": job.sim_time,
+        "end": job.end_time,
+        "pid": job.pid,
+        "a_mass": job.added_mass,
+        "pct_mass": job.pct_mass,
+        "sender": memo.get("sender"),
+        # Legacy JSON text, and null once released (the daemon keeps the ended job's cores).
+        "allocated_cores": (
+            None if job.allocated_cores is None or not job.status.has_process
+            else json.dumps(list(job.allocated_cores))
+        ),
+    }
+
+
+def queue_record(
+    job: Job, position: int, memo: Mapping[str, Any] | None, profile: SolverProfile | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A §5.4 queue record: the job_data keys, then `position` and `id` (the daemon's job id)."""
+    full = job_record(job, memo, profile, now)
+    record = {key: full[key] for key in ("input", "solver", "ncpu", "command", "expr", "memory")}
+    if memo and memo.get("sender") is not None:
+        record["sender"] = memo["sender"]
+    record["position"] = position
+    record["id"] = job.id
+    return record
+
+
+def changed_fields(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The `update_data` payload: the UPDATE_FIELDS whose value differs from what was sent."""
+    if old is None:
+        return {key: new[key] for key in UPDATE_FIELDS}
+    return {key: new[key] for key in UPDATE_FIELDS if old.get(key) != new[key]}
