@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -434,36 +436,30 @@ def _exit_failure(tool: str, output: _Output) -> LstcFailure:
     )
 
 
-async def query_licenses(tools: LstcTools | None = None) -> LicenseInfo | LstcFailure:
-    """Run `lstc_qrun -r` and parse it; an `LstcFailure` on any failure (never raises for one)."""
-    tools = tools or LstcTools()
-    tool = "lstc_qrun -r"
-    output = await _run(tool, [str(tools.qrun), "-r"], tools)
+async def _query(tool: str, argv: list[str], tools: LstcTools, parse: Callable[[str], T]) -> T | LstcFailure:
+    """Run one lstc_qrun form and parse its output; an `LstcFailure` on any failure."""
+    output = await _run(tool, argv, tools)
     if isinstance(output, LstcFailure):
         log.debug("%s", output.message)
         return output
     if output.returncode != 0:
         return _exit_failure(tool, output)
     try:
-        return parse_qrun_r(output.stdout)
+        return parse(output.stdout)
     except LstcParseError as exc:
         return LstcFailure(tool, FailureKind.UNPARSEABLE, str(exc))
+
+
+async def query_licenses(tools: LstcTools | None = None) -> LicenseInfo | LstcFailure:
+    """Run `lstc_qrun -r` and parse the licence information; an `LstcFailure` on any failure."""
+    tools = tools or LstcTools()
+    return await _query("lstc_qrun -r", [str(tools.qrun), "-r"], tools, parse_qrun_r)
 
 
 async def query_programs(tools: LstcTools | None = None) -> list[QrunRow] | LstcFailure:
     """Run plain `lstc_qrun` and parse the running programs; an `LstcFailure` on any failure."""
     tools = tools or LstcTools()
-    tool = "lstc_qrun"
-    output = await _run(tool, [str(tools.qrun)], tools)
-    if isinstance(output, LstcFailure):
-        log.debug("%s", output.message)
-        return output
-    if output.returncode != 0:
-        return _exit_failure(tool, output)
-    try:
-        return parse_qrun(output.stdout)
-    except LstcParseError as exc:
-        return LstcFailure(tool, FailureKind.UNPARSEABLE, str(exc))
+    return await _query("lstc_qrun", [str(tools.qrun)], tools, parse_qrun)
 
 
 async def kill_program(host: str, tools: LstcTools | None = None) -> KillResult:

@@ -39,7 +39,7 @@ PLACEHOLDERS = ("$NCPU", "$SOLVER", "$INPUT", "$MEMORY")
 # whole token (a launcher path with spaces).
 SHELL_SYNTAX = re.compile(r"[;&|<>`%!^()\[\]{}*?~'\r\n\x00]")
 STRAY_DOLLAR = re.compile(r"\$(?!(?:NCPU|SOLVER|INPUT|MEMORY)(?![A-Za-z0-9_]))")
-TOKEN = re.compile(r'"[^"]*"|[^\s"]+|"')
+TOKEN = re.compile(r'(?:"[^"]*"|[^\s"])+|"')
 MEMORY = re.compile(r"^\d+[kKmMgG]?$")
 DUMP = re.compile(r"^d3dump\d+$|^runrsf$", re.IGNORECASE)
 DECK_SUFFIXES = (".k", ".key", ".dyn")
@@ -146,10 +146,10 @@ def tokenize(expr: str) -> list[str]:
     if STRAY_DOLLAR.search(expr):
         raise refuse("the only $ words are $NCPU, $SOLVER, $INPUT and $MEMORY")
     tokens = TOKEN.findall(expr)
-    if any(t == '"' for t in tokens) or any('"' in t[1:-1] for t in tokens if t.startswith('"')):
-        raise refuse("a quote must enclose a whole word")
-    if any('"' in t and not (t.startswith('"') and t.endswith('"')) for t in tokens):
-        raise refuse("a quote must enclose a whole word")
+    for token in tokens:
+        quoted = len(token) >= 2 and token[0] == token[-1] == '"' and '"' not in token[1:-1]
+        if '"' in token and not quoted:
+            raise refuse("a quote must enclose a whole word")
     return [t[1:-1] if t.startswith('"') else t for t in tokens]
 
 

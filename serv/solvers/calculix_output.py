@@ -27,14 +27,13 @@ ccx's exit code cannot be trusted (a missing input exits 0, lab-findings §2): t
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Iterable
 
 from serv.core.states import Termination
 from serv.solvers.eta import RateEstimator
-from serv.solvers.progress import CVG, DECK, STA, STDOUT, Progress
+from serv.solvers.progress import CVG, DECK, STA, STDOUT, Progress, fortran_float
 
 # A docker/compose log driver writes `service    | ` before each line (FORMATS.md §3.6),
 # possibly coloured; both are removed from stdout lines before matching.
@@ -87,13 +86,7 @@ class StaRow:
     inc_time: float
 
 
-def number(text: str) -> float | None:
-    """A Fortran-style real (`1.`, `.05`, `1.e-5`, `1.D0`), or None if it is not one."""
-    try:
-        value = float(text.strip().replace("D", "E").replace("d", "e"))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+number = fortran_float
 
 
 class CalculixOutput:

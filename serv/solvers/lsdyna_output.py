@@ -26,7 +26,7 @@ from typing import Iterable
 
 from serv.core.states import Termination
 from serv.solvers.eta import RateEstimator
-from serv.solvers.progress import D3HSP, DECK, Progress
+from serv.solvers.progress import D3HSP, DECK, Progress, fortran_float
 
 # FORMATS.md §1.3, applied to one line at a time (with re.M over a whole text `\s*$` would
 # run on into the next line).
@@ -111,13 +111,7 @@ LONG_ON = re.compile(r"\blong\s*=\s*y", re.IGNORECASE)
 LONG_OFF = re.compile(r"\blong\s*=\s*[sn]", re.IGNORECASE)
 
 
-def to_float(text: str) -> float | None:
-    """`text` as a finite float (Fortran `D` exponents allowed), or None."""
-    try:
-        value = float(text.strip().replace("D", "E").replace("d", "e"))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+to_float = fortran_float
 
 
 def last_token_float(line: str) -> float | None:

@@ -9,6 +9,7 @@ Unknown text never raises: a parser ignores what it does not understand.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol
 
@@ -60,3 +61,12 @@ class OutputParser(Protocol):
 
     def snapshot(self) -> Progress:
         """What is known now."""
+
+
+def fortran_float(text: str) -> float | None:
+    """A real as solvers print it (`1.`, `.05`, `1.e-5`, Fortran's `1.D0`) if finite, else None."""
+    try:
+        value = float(text.strip().replace("D", "E").replace("d", "e"))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
