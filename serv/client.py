@@ -85,7 +85,8 @@ class Client:
         if params is not None:
             req["params"] = params
         await self._ws.send(json.dumps(req))
-        return await fut
+        response: dict[str, Any] = await fut
+        return response
 
     async def call(self, method: str, *args: Any, **params: Any) -> Any:
         """Call `method` with params by name (or by position); raise RpcError on an error."""
@@ -116,4 +117,5 @@ class Client:
                 continue
             if note["job"]["id"] == job_id:
                 job = note["job"]
-        return job
+        result: dict[str, Any] = job
+        return result

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable
 
@@ -106,7 +107,7 @@ class Daemon:
         self._stack.push_async_callback(self._step, "release the job manager", self.manager.close)
         if self.config.jobs.clean_orphans_at_start:
             # With allowed roots, jobs only ever run below them, so the clean-up stays there too.
-            scopes = list(self.config.jobs.allowed_roots) or [None]
+            scopes: list[Path | None] = list(self.config.jobs.allowed_roots) or [None]
             killed = [p for scope in scopes for p in await self.manager.kill_orphans(scope)]
             where = ", ".join(str(s) for s in scopes if s is not None) or "anywhere"
             log.info("--clean-orphans-at-start: killed %d orphan process(es) (%s)", len(killed), where)

@@ -231,7 +231,7 @@ class JobManager:
             raise JobNotFound(f"job {job_id} not found")
         return stored
 
-    async def list(self, status: JobStatus | None, limit: int) -> list[Job]:
+    async def list_jobs(self, status: JobStatus | None, limit: int) -> list[Job]:
         """Jobs newest first; live jobs come from memory so they are never stale."""
         stored = await self.store.list(status=status, limit=limit)
         return [self.jobs.get(j.id, j) for j in stored]
@@ -551,13 +551,13 @@ class JobManager:
             job = self.jobs.get(job_id)
             if job is None or rt.ending or not job.status.has_process:
                 return
-            changes = {"pid": solver.pid, "pid_create_time": solver.create_time}
             # The pid file is on disk before anyone hears the job is running.
             await asyncio.to_thread(write_pid_file, Path(job.workdir), solver.pid, job.allocated_cores)
+            found = dataclasses.replace(job, pid=solver.pid, pid_create_time=solver.create_time)
             if job.status is S.STARTING:
-                job = await self._move(job, S.RUNNING, f"solver pid {solver.pid}", **changes)
+                job = await self._move(found, S.RUNNING, f"solver pid {solver.pid}")
             else:
-                job = await self._save(dataclasses.replace(job, **changes))
+                job = await self._save(found)
             job_log(log, job_id).info("solver pid %d found after %.3f s", solver.pid, waited)
         if rt.launcher is None or solver.pid != rt.launcher.pid:
             self._watch_identity(job_id, solver, self._on_solver_exit)
@@ -1137,7 +1137,8 @@ class JobManager:
 
     def _observe(self, job: Job, tagged: list[psutil.Process]) -> Observation:
         """What is left of `job` on this machine. Thread only."""
-        names = job.extra.get("process_names") or []
+        raw_names = job.extra.get("process_names")
+        names = [str(n) for n in raw_names] if isinstance(raw_names, list) else []
         alive = [p for p in tagged if proctree.identity(p.pid) is not None]
         solver = None
         launcher = None
@@ -1147,7 +1148,7 @@ class JobManager:
                 continue
             if launcher is None:
                 launcher = ident
-            if solver is None and proctree.matches(proc.name(), [str(n) for n in names]):
+            if solver is None and proctree.matches(proc.name(), names):
                 solver = ident
         stored_alive = job.solver_identity is not None and proctree.is_alive(job.solver_identity)
         verdict = read_verdict(job)

@@ -88,7 +88,7 @@ def find_orphans(scope: Scope) -> list[psutil.Process]:
 
 def _parents(proc: psutil.Process) -> Iterable[psutil.Process]:
     try:
-        return proc.parents()
+        return list(proc.parents())
     except psutil.NoSuchProcess:
         return []
 

@@ -106,18 +106,18 @@ class TailFile:
             cut = text.rfind("\n") + 1
             if final:
                 cut = len(text)
-            complete, self.pending_text = text[:cut], text[cut:]
-            return _lines(complete), complete
+            done, self.pending_text = text[:cut], text[cut:]
+            return _lines(done), done
         data = self.pending + raw
         cut = data.rfind(b"\n") + 1
         if final:
             cut = len(data)
         complete, self.pending = data[:cut], data[cut:]
         try:
-            text = complete.decode("utf-8")
+            decoded = complete.decode("utf-8")
         except UnicodeDecodeError:
-            text = complete.decode("latin-1")
-        return _lines(text), text
+            decoded = complete.decode("latin-1")
+        return _lines(decoded), decoded
 
 
 def _looks_utf16(sample: bytes) -> bool:

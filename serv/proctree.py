@@ -54,7 +54,7 @@ def is_alive(ident: ProcIdentity) -> bool:
     """True when the exact process (same pid and create time) still runs; a zombie is dead."""
     try:
         proc = psutil.Process(ident.pid)
-        return proc.create_time() == ident.create_time and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.create_time() == ident.create_time and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -130,9 +130,10 @@ def describe_tree(pid: int) -> str:
 def tag_of(proc: psutil.Process) -> str | None:
     """The job tag in a process's environment, or None (also when it cannot be read)."""
     try:
-        return proc.environ().get(TAG_VAR)
+        tag = proc.environ().get(TAG_VAR)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+    return None if tag is None else str(tag)
 
 
 def own_processes(since: float | None = None) -> Iterable[psutil.Process]:
@@ -201,7 +202,7 @@ def set_affinity(procs: Iterable[psutil.Process], cores: Sequence[int]) -> None:
 
 def cwd_of(proc: psutil.Process) -> str | None:
     try:
-        return proc.cwd()
+        return str(proc.cwd())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
 

@@ -227,7 +227,7 @@ async def get_job(api: Api, session: Session, id: Any) -> dict[str, Any]:
 
 @rpc("listJobs")
 async def list_jobs(api: Api, session: Session, status: Any = None, limit: Any = 100) -> list[dict[str, Any]]:
-    jobs = await api.manager.list(as_status(status), as_int("limit", limit, lo=1, hi=10000))
+    jobs = await api.manager.list_jobs(as_status(status), as_int("limit", limit, lo=1, hi=10000))
     return [api.manager.wire(j) for j in jobs]
 
 

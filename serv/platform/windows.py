@@ -93,14 +93,14 @@ def priority_class_of(nice: int) -> int:
     import psutil
 
     if nice >= 15:
-        return int(psutil.IDLE_PRIORITY_CLASS)  # type: ignore[attr-defined]
+        return int(psutil.IDLE_PRIORITY_CLASS)
     if nice > 0:
-        return int(psutil.BELOW_NORMAL_PRIORITY_CLASS)  # type: ignore[attr-defined]
+        return int(psutil.BELOW_NORMAL_PRIORITY_CLASS)
     if nice <= -15:
-        return int(psutil.HIGH_PRIORITY_CLASS)  # type: ignore[attr-defined]
+        return int(psutil.HIGH_PRIORITY_CLASS)
     if nice < 0:
-        return int(psutil.ABOVE_NORMAL_PRIORITY_CLASS)  # type: ignore[attr-defined]
-    return int(psutil.NORMAL_PRIORITY_CLASS)  # type: ignore[attr-defined]
+        return int(psutil.ABOVE_NORMAL_PRIORITY_CLASS)
+    return int(psutil.NORMAL_PRIORITY_CLASS)
 
 
 def apply_priority(pids: Sequence[int], nice: int) -> None:
@@ -165,10 +165,16 @@ def open_exit_handle(
 
 def install_shutdown_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callable[[str], None]) -> None:
     """Ctrl+C and Ctrl+Break ask the daemon to shut down."""
+    def handler_for(name: str) -> Callable[[int, object], None]:
+        def handle(signum: int, frame: object) -> None:
+            loop.call_soon_threadsafe(on_signal, name)
+
+        return handle
+
     for name in ("SIGINT", "SIGBREAK"):
         sig = getattr(signal, name, None)
         if sig is not None:
-            signal.signal(sig, lambda s, f, n=name: loop.call_soon_threadsafe(on_signal, n))
+            signal.signal(sig, handler_for(name))
 
 
 def raise_open_files_limit() -> None:
