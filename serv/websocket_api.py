@@ -44,6 +44,29 @@ class Session:
     peer: str = "?"
 
 
+#: OpenRPC descriptions of the registered methods, built from their signatures (rpc.discover).
+DESCRIPTIONS: dict[str, dict[str, Any]] = {}
+
+
+def describe_method(name: str, fn: Method, params: list[inspect.Parameter]) -> dict[str, Any]:
+    """An OpenRPC method object: params in contract order, required ones marked."""
+    doc = inspect.getdoc(fn) or ""
+    return {
+        "name": name,
+        "summary": doc.split("\n", 1)[0],
+        "paramStructure": "either",
+        "params": [
+            {
+                "name": p.name,
+                "required": p.default is inspect.Parameter.empty,
+                "schema": {} if p.default is inspect.Parameter.empty else {"default": p.default},
+            }
+            for p in params
+        ],
+        "result": {"name": "result", "schema": {}},
+    }
+
+
 def rpc(name: str) -> Callable[[Method], Method]:
     """Register `fn(api, session, **params)` as JSON-RPC method `name`."""
 
@@ -51,6 +74,7 @@ def rpc(name: str) -> Callable[[Method], Method]:
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())[2:]
         accepted = ", ".join(p.name for p in params) or "none"
+        DESCRIPTIONS[name] = describe_method(name, fn, params)
 
         async def call(session: Session, *args: Any, **kwargs: Any) -> Result:
             try:
@@ -156,6 +180,7 @@ async def launch(
     licenses: Any = None,
     after: Any = None,
 ) -> dict[str, Any]:
+    """Queue a solver job; it starts as soon as its cores and licences are free."""
     if isinstance(memory, int) and not isinstance(memory, bool):
         memory = str(memory)
     pools: dict[str, int] | None = None
@@ -182,6 +207,7 @@ async def launch(
 
 @rpc("stop")
 async def stop(api: Api, session: Session, id: Any, force: Any = False) -> dict[str, Any]:
+    """Stop a job: cancel it when queued, else graceful (sw1 / SIGTERM) then forced."""
     job = await api.manager.stop(as_id(id), as_bool("force", force))
     return api.manager.wire(job)
 
@@ -192,16 +218,19 @@ SENSE_SWITCHES = ("sw1", "sw2", "sw3", "sw4", "swa", "swb", "swc", "swd", "lprin
 
 @rpc("pause")
 async def pause(api: Api, session: Session, id: Any) -> dict[str, Any]:
+    """Suspend the whole process tree of a running job."""
     return api.manager.wire(await api.manager.pause(as_id(id)))
 
 
 @rpc("resume")
 async def resume(api: Api, session: Session, id: Any) -> dict[str, Any]:
+    """Continue a paused job."""
     return api.manager.wire(await api.manager.resume(as_id(id)))
 
 
 @rpc("senseSwitch")
 async def sense_switch(api: Api, session: Session, id: Any, switch: Any) -> dict[str, Any]:
+    """Send an LS-DYNA sense switch through d3kil."""
     name = as_str("switch", switch, max_len=16)
     if name not in SENSE_SWITCHES:
         raise BadParam(f"param 'switch': {json.dumps(switch)} is not one of {', '.join(SENSE_SWITCHES)}")
@@ -210,23 +239,27 @@ async def sense_switch(api: Api, session: Session, id: Any, switch: Any) -> dict
 
 @rpc("setPriority")
 async def set_priority(api: Api, session: Session, id: Any, priority: Any) -> dict[str, Any]:
+    """Change the priority of a queued job."""
     job = await api.manager.set_priority(as_id(id), as_int("priority", priority, lo=-1000, hi=1000))
     return api.manager.wire(job)
 
 
 @rpc("moveJob")
 async def move_job(api: Api, session: Session, id: Any, position: Any) -> list[dict[str, Any]]:
+    """Put a queued job at a 0-based place in the queue; returns the queue."""
     queue = await api.manager.move_job(as_id(id), as_int("position", position, lo=0))
     return [api.manager.wire(j) for j in queue]
 
 
 @rpc("getJob")
 async def get_job(api: Api, session: Session, id: Any) -> dict[str, Any]:
+    """One job."""
     return api.manager.wire(await api.manager.get(as_id(id)))
 
 
 @rpc("listJobs")
 async def list_jobs(api: Api, session: Session, status: Any = None, limit: Any = 100) -> list[dict[str, Any]]:
+    """Jobs, newest first, optionally of one status."""
     jobs = await api.manager.list_jobs(as_status(status), as_int("limit", limit, lo=1, hi=10000))
     return [api.manager.wire(j) for j in jobs]
 
@@ -235,6 +268,7 @@ async def list_jobs(api: Api, session: Session, status: Any = None, limit: Any =
 async def get_job_output(
     api: Api, session: Session, id: Any, offset: Any = 0, limit: Any = 65536
 ) -> dict[str, Any]:
+    """A page of a job's stdout."""
     return await api.manager.read_output(
         as_id(id), as_int("offset", offset, lo=0), as_int("limit", limit, lo=1, hi=1024 * 1024)
     )
@@ -242,6 +276,7 @@ async def get_job_output(
 
 @rpc("subscribe")
 async def subscribe(api: Api, session: Session, topics: Any = None) -> bool:
+    """Receive notifications of the topics jobs, output and cores."""
     wanted = as_list("topics", ["jobs"] if topics is None else topics, lambda n, v: as_str(n, v))
     unknown = [t for t in wanted if t not in TOPICS]
     if unknown:
@@ -252,6 +287,7 @@ async def subscribe(api: Api, session: Session, topics: Any = None) -> bool:
 
 @rpc("killOrphanDynaProcesses")
 async def kill_orphans(api: Api, session: Session, working_dir: Any = None) -> dict[str, Any]:
+    """Kill solver processes that belong to no live job (optionally within a folder)."""
     folder = as_str("working_dir", working_dir, optional=True)
     path = None
     if folder is not None:
@@ -269,11 +305,13 @@ async def kill_orphans(api: Api, session: Session, working_dir: Any = None) -> d
 
 @rpc("getCoreAllocationStatus")
 async def core_status(api: Api, session: Session) -> dict[str, Any]:
+    """The machine's cores and which job holds each."""
     return api.manager.core_status()
 
 
 @rpc("getSystemHealth")
 async def system_health(api: Api, session: Session) -> dict[str, Any]:
+    """Daemon health: watchdog, store, job counts, host telemetry, licences."""
     return await api.health()
 
 
@@ -285,6 +323,16 @@ async def list_solvers(api: Api, session: Session) -> list[dict[str, object]]:
     profiles = list(api.manager.config.solvers.values())
     resolved = await asyncio.to_thread(lambda: [resolve_profile(p) for p in profiles])
     return [describe(r) for r in resolved]
+
+
+@rpc("rpc.discover")
+async def discover(api: Api, session: Session) -> dict[str, Any]:
+    """The OpenRPC document of every method this daemon serves."""
+    return {
+        "openrpc": "1.2.6",
+        "info": {"title": "dynalauncher", "version": __version__},
+        "methods": [DESCRIPTIONS[name] for name in sorted(DESCRIPTIONS)],
+    }
 
 
 def methods() -> Mapping[str, Method]:

@@ -260,3 +260,19 @@ class TestQueriesAndNotifications:
             await loud.wait_for(job["id"], *ENDED)
             with pytest.raises(TimeoutError):
                 await quiet.next_notification("jobChanged", 0.2)
+
+
+class TestDiscover:
+    async def test_rpc_discover_lists_every_method_with_its_params(self, client: Client) -> None:
+        """rpc.discover is an OpenRPC document naming every contract method and its params in order."""
+        doc = await client.call("rpc.discover")
+        assert doc["openrpc"].startswith("1.")
+        by_name = {m["name"]: m for m in doc["methods"]}
+        for name in ("launch", "stop", "pause", "resume", "senseSwitch", "setPriority", "moveJob", "getJob",
+                     "listJobs", "getJobOutput", "subscribe", "killOrphanDynaProcesses",
+                     "getCoreAllocationStatus", "getSystemHealth", "rpc.discover"):
+            assert name in by_name, name
+        launch = [p["name"] for p in by_name["launch"]["params"]]
+        assert launch == ["solver", "input", "ncpu", "memory", "args", "name", "priority", "nice",
+                          "restart", "backend", "licenses", "after"]
+        assert [p["required"] for p in by_name["launch"]["params"]][:3] == [True, True, False]
