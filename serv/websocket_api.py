@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from jsonrpcserver import Error, Success
 from jsonrpcserver.result import Result
 
+from serv import __version__
 from serv.api import TOPICS
 from serv.core.states import JobStatus
 from serv.errors import BadParam, DynalauncherError
