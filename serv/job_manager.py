@@ -293,8 +293,12 @@ class JobManager:
         backend: str = "local",
         licenses: Mapping[str, int] | None = None,
         after: Sequence[int] = (),
+        extra: Mapping[str, object] | None = None,
     ) -> Job:
         """Validate a launch request, queue the job, and start it when it fits.
+
+        `extra` is kept with the job (JSON-safe data of the client that launched it, e.g.
+        the legacy GUI's own command text).
 
         Raises UnknownSolver (1003), InputRejected (1004), ExceedsMachine (1005),
         BackendDown (1006), InvalidState (1002, a live job in the same workdir), BadParam.
@@ -360,7 +364,9 @@ class JobManager:
         self._reserved.add(workdir_key)
         try:
             job = await self.store.create(spec, at=utcnow())
-            job = dataclasses.replace(job, extra={"process_names": list(profile.process_names)})
+            job = dataclasses.replace(
+                job, extra={**(extra or {}), "process_names": list(profile.process_names)}
+            )
             job = await self._save(job)
         except StoreUnavailable:
             self.db_ok = False
@@ -860,6 +866,31 @@ class JobManager:
             job_log(log, job_id).info("moved to queue position %d", position)
         await self.schedule()
         return queue_order(self.jobs.values())
+
+    async def set_ncpu(self, job_id: int, ncpu: int, extra: Mapping[str, object] | None = None) -> Job:
+        """Change the core count of a queued job, keeping its id and place. Raises
+        JobNotFound, InvalidState (not queued), ExceedsMachine (cores or licences)."""
+        stored = await self.get(job_id)
+        async with self._lock(job_id):
+            job = self._require_queued(job_id, stored, "resized")
+            resized = dataclasses.replace(job, ncpu=ncpu, extra={**job.extra, **(extra or {})})
+            if self.cores_of(resized) and ncpu > self.allocator.usable_count:
+                raise ExceedsMachine(f"param 'ncpu': {ncpu} exceeds the {self.allocator.usable_count} usable cores")
+            self.licences.check_fits(self.demand(resized), "ncpu")
+            job = await self._save(resized)
+            job_log(log, job_id).info("ncpu set to %d", ncpu)
+        await self.schedule()
+        return self.jobs.get(job_id, job)
+
+    def add_reconfigure_listener(self, listener: Callable[[Config], None]) -> None:
+        """Call `listener` with the new configuration after every reload (SIGHUP)."""
+        previous = self._on_reconfigure
+
+        def both(config: Config) -> None:
+            previous(config)
+            listener(config)
+
+        self._on_reconfigure = both
 
     def queue(self) -> list[Job]:
         """The queued jobs in the order they will be considered."""

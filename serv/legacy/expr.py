@@ -40,6 +40,7 @@ PLACEHOLDERS = ("$NCPU", "$SOLVER", "$INPUT", "$MEMORY")
 SHELL_SYNTAX = re.compile(r"[;&|<>`%!^()\[\]{}*?~'\r\n\x00]")
 STRAY_DOLLAR = re.compile(r"\$(?!(?:NCPU|SOLVER|INPUT|MEMORY)(?![A-Za-z0-9_]))")
 TOKEN = re.compile(r'(?:"[^"]*"|[^\s"])+|"')
+QUOTED_OPTION = re.compile(r'^(?P<key>[A-Za-z][A-Za-z0-9_]*)="(?P<value>[^"]*)"$')
 MEMORY = re.compile(r"^\d+[kKmMgG]?$")
 DUMP = re.compile(r"^d3dump\d+$|^runrsf$", re.IGNORECASE)
 DECK_SUFFIXES = (".k", ".key", ".dyn")
@@ -145,12 +146,17 @@ def tokenize(expr: str) -> list[str]:
         raise refuse(f"{bad.group()!r} is shell syntax")
     if STRAY_DOLLAR.search(expr):
         raise refuse("the only $ words are $NCPU, $SOLVER, $INPUT and $MEMORY")
-    tokens = TOKEN.findall(expr)
-    for token in tokens:
+    words = []
+    for token in TOKEN.findall(expr):
+        option = QUOTED_OPTION.match(token)
+        if option:  # i="$INPUT": cmd.exe needed the quotes for spaces; argv does not
+            words.append(f"{option['key']}={option['value']}")
+            continue
         quoted = len(token) >= 2 and token[0] == token[-1] == '"' and '"' not in token[1:-1]
         if '"' in token and not quoted:
-            raise refuse("a quote must enclose a whole word")
-    return [t[1:-1] if t.startswith('"') else t for t in tokens]
+            raise refuse("a quote must enclose a whole word or a whole option value")
+        words.append(token[1:-1] if quoted else token)
+    return words
 
 
 def _launcher_name(token: str) -> str | None:

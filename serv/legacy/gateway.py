@@ -58,7 +58,7 @@ S = JobStatus
 SHELL_MAX_CHARS = 1024 * 1024
 #: setQueue waits this long for more changes: a job launched through the new API is queued
 #: and started within a few ms, and the GUI should not see it flash through the queue.
-QUEUE_DEBOUNCE_S = 0.05
+QUEUE_DEBOUNCE_S = 0.1
 MAX_ENDED_SHELLS = 200
 MAX_MEMOS = 10_000
 
@@ -121,14 +121,8 @@ class LegacyGateway:
     def attach(self, manager: JobManager) -> None:
         """Use `manager` for every command (call before `manager.start()`)."""
         self.manager = manager
-        previous = manager._on_reconfigure
-
-        def reconfigured(config: Config) -> None:
-            previous(config)
-            self._install_profiles()
-
         # A SIGHUP reload replaces the profiles; the ones made for [legacy] solver_dirs stay.
-        manager._on_reconfigure = reconfigured
+        manager.add_reconfigure_listener(lambda config: self._install_profiles())
 
     @property
     def jm(self) -> JobManager:
@@ -341,6 +335,7 @@ class LegacyGateway:
             self.register_profile(derived)
         workdir = str(Path(params["input"]).parent)
         with self.pending(workdir, memo):
-            job = await self.jm.launch(**params)
+            # The GUI's own command text is kept with the job, so it survives a restart.
+            job = await self.jm.launch(**params, extra={"legacy": dict(memo)})
         self.remember(job.id, memo)
         return job

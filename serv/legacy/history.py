@@ -274,7 +274,7 @@ async def import_at_first_start(store: Store, config: Config) -> ImportReport | 
     """The daemon's first start: import `[legacy] import_db` when the store has no job yet.
     A missing or unreadable file is logged; the daemon starts anyway."""
     path = config.legacy.import_db
-    if path is None or not config.legacy.enabled:
+    if path is None:
         return None
     if await store.list(limit=1):
         log.debug("legacy history: the store already holds jobs; %s not imported", path)

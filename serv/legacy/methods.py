@@ -178,7 +178,7 @@ class LegacyMethods:
     # ----------------------------------------------------------------- lists (§3.2, 3.10, 3.19)
 
     async def getFullJobList(self) -> list[dict[str, Any]]:
-        jobs = await self.jm.list(None, JOB_LIST_LIMIT)
+        jobs = await self.jm.list_jobs(None, JOB_LIST_LIMIT)
         return [
             self.gw.record(job) for job in jobs
             if job.status is not S.QUEUED and (job.started_at is not None or "legacy_id" in job.extra)
@@ -351,44 +351,18 @@ class LegacyMethods:
             raise LegacyError(10, "Can't set NCPU.")
         job_id = to_int("id", id)
         with self.gw.queue_batch():
-            queue = self.jm.queue()
-            place = next((i for i, j in enumerate(queue) if j.id == job_id), None)
-            if place is None:
+            old = next((j for j in self.jm.queue() if j.id == job_id), None)
+            if old is None:
                 return None
-            old = queue[place]
             if old.ncpu == count:
                 return 1
-            profile = self.gw.profile_for(old)
-            self._precheck_ncpu(count, profile)
-            memo = self.gw.memo_for(old) or {}
-            params = _relaunch_params(old)
-            await self.jm.stop(old.id)
+            memo = with_ncpu(self.gw.memo_for(old) or {}, count, old.input, old.memory)
             try:
-                new = await self.gw.launch({**params, "ncpu": count},
-                                           with_ncpu(memo, count, old.input, old.memory))
+                await self.jm.set_ncpu(job_id, count, extra={"legacy": dict(memo)})
             except DynalauncherError as exc:
-                back = await self.gw.launch(params, memo)
-                await self._move_quietly(back.id, place)
                 raise LegacyError(10, f"Can't set NCPU: {exc}") from exc
-            await self._move_quietly(new.id, place)
+            self.gw.remember(job_id, memo)
         return 1
-
-    def _precheck_ncpu(self, count: int, profile: Any) -> None:
-        usable = self.jm.allocator.usable_count
-        if count > usable:
-            raise LegacyError(10, f"Can't set NCPU: {count} exceeds the {usable} usable cores.")
-        pools = getattr(self.jm, "licences", None)
-        if profile is not None and pools is not None:
-            try:
-                pools.check_fits({p: n for p, n in profile.licenses_for(count) if n}, "ncpu")
-            except DynalauncherError as exc:
-                raise LegacyError(10, f"Can't set NCPU: {exc}") from exc
-
-    async def _move_quietly(self, job_id: int, place: int) -> None:
-        try:
-            await self.jm.move_job(job_id, place)
-        except (InvalidState, JobNotFound):
-            pass  # it could start at once: it left the queue
 
     # ----------------------------------------------------------------- running jobs (§3.17, 3.18, 3.20)
 
@@ -404,15 +378,10 @@ class LegacyMethods:
             raise LegacyError(10, "Please wait to send d3kil.")
         if not job.status.has_process:
             raise LegacyError(20, f"Job {id} is not running.")
-        family = family_of(job.family)
+        if payload not in family_of(job.family).sense_switches:
+            raise LegacyError(10, f"Job {id} is a {job.family} job; d3kil is for LS-DYNA.")
         try:
-            if payload in family.sense_switches:
-                await self.jm.sense_switch(job_id, payload)
-            elif family.family is Family.LSDYNA:
-                # "file" is in the GUI's menu but not among the daemon's switches: written as is.
-                await asyncio.to_thread(_write_d3kil, Path(job.workdir), payload)
-            else:
-                raise LegacyError(10, f"Job {id} is a {job.family} job; d3kil is for LS-DYNA.")
+            await self.jm.sense_switch(job_id, payload)
         except InvalidState as exc:
             raise LegacyError(20, f"Job {id} is not running: {exc}") from exc
         return None
@@ -434,19 +403,3 @@ class LegacyMethods:
             return id
         self.gw.remove_shell(job_id, id)
         return id
-
-
-def _relaunch_params(job: Any) -> dict[str, Any]:
-    return {
-        "solver": job.solver, "input": job.input, "ncpu": job.ncpu, "memory": job.memory,
-        "args": list(job.args), "name": job.name, "priority": job.priority, "nice": job.nice,
-        "restart": job.restart, "backend": job.backend,
-        "licenses": None if job.licenses is None else dict(job.licenses),
-        "after": list(job.after),
-    }
-
-
-def _write_d3kil(workdir: Path, text: str) -> None:
-    tmp = workdir / ".d3kil.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, workdir / "d3kil")

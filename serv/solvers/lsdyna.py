@@ -28,9 +28,11 @@ SIDE_FILES = (
     SideFile(D3HSP, "d3hsp", max_bytes=100_000),
 )
 # contract.md § Methods senseSwitch: the words LS-DYNA reads from d3kil.
+# contract.md § senseSwitch, plus `file`, which the DynaLauncher GUI's menu also offers
+# (the JSON-RPC API accepts only the contract's list).
 SENSE_SWITCHES = frozenset(
     {"sw1", "sw2", "sw3", "sw4", "swa", "swb", "swc", "swd",
-     "lprint", "nlprint", "iter", "conv", "prof", "stop"}
+     "lprint", "nlprint", "iter", "conv", "prof", "stop", "file"}
 )
 
 # Command-line keys LS-DYNA documents (i/o file names, memory, restarts, run control).

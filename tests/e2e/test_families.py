@@ -252,7 +252,9 @@ class TestMpiPinning:
             running = await client.wait_for(job["id"], "running")
             rank0 = psutil.Process(running["pid"])
             assert rank0.name() == "lsdyna-fake" and rank0.parent().name() == "hydra_pmi_proxy"
-            ranks = [p for p in rank0.parent().children() if p.name() == "lsdyna-fake"]
+            from tests.e2e.test_resources import both_ranks
+
+            ranks = await wait_until(lambda: both_ranks(rank0.parent()), "both ranks")
             assert sorted(allowed_cpus(p.pid) for p in ranks) == [[0], [1]]
             environ = rank0.environ()
             if solver == "fake-impi":

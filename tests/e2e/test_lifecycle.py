@@ -45,8 +45,9 @@ class TestRealPid:
         assert proc.parent().name() == "hydra_pmi_proxy"
         assert running["command"][0].endswith(("mpiexec.hydra", "mpiexec.mpich"))
         assert running["command"][1:5] == ["-np", "2", "-bind-to", f"user:{','.join(map(str, running['allocated_cores']))}"]
-        ranks = [p for p in psutil.Process(proc.ppid()).children() if p.name() == "lsdyna-fake"]
-        assert len(ranks) == 2
+        from tests.e2e.test_resources import both_ranks
+
+        assert await wait_until(lambda: both_ranks(psutil.Process(proc.ppid())), "both ranks")
         assert proc.environ()["PMI_RANK"] == "0"
         await client.call("stop", id=job["id"], force=True)
         await client.wait_for(job["id"], *ENDED)

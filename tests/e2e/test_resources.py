@@ -14,7 +14,7 @@ from serv import proctree
 from serv.client import Client
 from serv.core.jobs import Job
 from serv.daemon import Daemon
-from tests.conftest import DEADLINE, Env
+from tests.conftest import DEADLINE, Env, wait_until
 from tests.fakes import write_deck
 
 ENDED = ("finished", "failed", "stopped", "cancelled")
@@ -28,6 +28,12 @@ def allowed_cpus(pid: int) -> list[int]:
 
             return parse_cpu_list(line.split(":", 1)[1])
     raise AssertionError(f"no Cpus_allowed_list for {pid}")
+
+
+def both_ranks(proxy: psutil.Process) -> list[psutil.Process] | None:
+    """The two fake LS-DYNA ranks under a hydra_pmi_proxy once both have started."""
+    ranks = [p for p in proxy.children() if p.name() == "lsdyna-fake"]
+    return ranks if len(ranks) == 2 else None
 
 
 class TestCores:
@@ -63,7 +69,8 @@ class TestCores:
         job = await client.call("launch", solver="fake-mpp", input=str(env.deck(wall_s=60)), ncpu=2)
         running = await client.wait_for(job["id"], "running")
         proxy = psutil.Process(running["pid"]).parent()
-        ranks = [p for p in proxy.children() if p.name() == "lsdyna-fake"]
+        # Rank 1 may still be starting when rank 0 is already known.
+        ranks = await wait_until(lambda: both_ranks(proxy), "both ranks")
         masks = sorted(allowed_cpus(p.pid) for p in ranks)
         assert masks == [[c] for c in sorted(running["allocated_cores"])]
         await client.call("stop", id=job["id"], force=True)

@@ -19,7 +19,7 @@ import pytest
 from serv.client import Client
 from serv.daemon import Daemon
 from tests.conftest import DEADLINE, Env, kill_tagged
-from tests.legacy.conftest import PyGui, http_url
+from tests.legacy.conftest import PyGui, http_url, open_gui
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -103,7 +103,8 @@ def sleeper() -> Any:
     proc.wait(timeout=DEADLINE)
 
 
-async def test_first_start_imports_into_both_apis(env: Env, sleeper: subprocess.Popen[bytes]) -> None:
+@pytest.mark.parametrize("kind", ["python", "node"])
+async def test_first_start_imports_into_both_apis(kind: str, env: Env, sleeper: subprocess.Popen[bytes]) -> None:
     created = int(psutil.Process(sleeper.pid).create_time())
     legacy = env.tmp / "legacy" / "instance"
     rows = [
@@ -136,7 +137,7 @@ async def test_first_start_imports_into_both_apis(env: Env, sleeper: subprocess.
                 assert jobs[3]["progress"] == 100 and jobs[5]["progress"] == 42.5
                 assert jobs[3]["started_at"] is not None and jobs[3]["ncpu"] == 4
                 assert "imported from legacy DynaLauncher" in jobs[8]["message"]
-            gui = PyGui(http_url(daemon))
+            gui = await open_gui(kind, daemon)
             try:
                 await gui.connect()
                 table = {r["id"]: r for r in await gui.call("getFullJobList")}

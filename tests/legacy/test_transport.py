@@ -170,9 +170,9 @@ async def test_malformed_frames_never_hurt_the_daemon(daemon: Daemon) -> None:
 async def test_server_pings_and_drops_a_silent_client(daemon: Daemon) -> None:
     assert daemon.legacy is not None
     daemon.legacy.ping_interval_s = 0.2
-    daemon.legacy.ping_timeout_s = 0.6
+    daemon.legacy.ping_timeout_s = 1.5
     ws, opened = await handshake(daemon)
-    assert opened["pingInterval"] == 200 and opened["pingTimeout"] == 600
+    assert opened["pingInterval"] == 200 and opened["pingTimeout"] == 1500
     pings = 0
     try:
         while pings < 3:
@@ -185,7 +185,7 @@ async def test_server_pings_and_drops_a_silent_client(daemon: Daemon) -> None:
         # stop answering: the server closes the connection after pingTimeout
         with pytest.raises(ConnectionClosed):
             while True:
-                await recv(ws, timeout=5)
+                await recv(ws, timeout=10)
     finally:
         await ws.close()
     await wait_until(lambda: not daemon.legacy.connections, "the silent client's session to end")
@@ -196,7 +196,7 @@ async def test_real_clients_answer_pings(kind: str, daemon: Daemon) -> None:
     """socket.io-client and python-socketio stay connected across many short heartbeats."""
     assert daemon.legacy is not None
     daemon.legacy.ping_interval_s = 0.15
-    daemon.legacy.ping_timeout_s = 0.5
+    daemon.legacy.ping_timeout_s = 3.0  # generous: a loaded CI machine must not drop the client
     gui = await NodeGui(http_url(daemon)).start() if kind == "node" else PyGui(http_url(daemon))
     try:
         await gui.connect()

@@ -724,7 +724,8 @@ class TestFamily:
         assert second.snapshot() == Progress()
 
     def test_family_accepts_the_contract_sense_switches(self) -> None:
-        """contract.md § Methods: sw1–sw4, swa–swd, lprint, nlprint, iter, conv, prof, stop."""
+        """contract.md § Methods: sw1–sw4, swa–swd, lprint, nlprint, iter, conv, prof, stop;
+        plus `file`, which the legacy GUI's menu sends."""
         assert LsDyna.sense_switches == frozenset(
             {
                 "sw1",
@@ -741,5 +742,6 @@ class TestFamily:
                 "conv",
                 "prof",
                 "stop",
+                "file",
             }
         )
