@@ -144,8 +144,9 @@ class TestRecoveryRules:
         bad_dir = env.tmp / "runs" / "bad"
         ok_id = await stored_running_job(env.tmp / "jobs.db", ok_dir, 999999, 1.0, (0,))
         bad_id = await stored_running_job(env.tmp / "jobs.db", bad_dir, 999998, 1.0, (1,))
-        messag = Path("/work/shared/samples/lsdyna/lsdyna-R16.1-smp-win-4thr-normal-1cycle.messag")
-        error = Path("/work/shared/samples/lsdyna/lsdyna-mppDEV-10procs-input-error-termination.issue-excerpt.txt")
+        samples = Path(__file__).resolve().parents[3] / "shared" / "samples" / "lsdyna"
+        messag = samples / "lsdyna-R16.1-smp-win-4thr-normal-1cycle.messag"
+        error = samples / "lsdyna-mppDEV-10procs-input-error-termination.issue-excerpt.txt"
         (ok_dir / "stdout").write_bytes(messag.read_bytes())
         (bad_dir / "stdout").write_bytes(error.read_bytes())
         async with Daemon(env.config()) as daemon, Client(daemon.url) as client:
