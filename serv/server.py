@@ -197,7 +197,9 @@ class Server:
                 return
             outbox.put_nowait(text)
 
-        session = Session(api=self.api, send=send, peer=str(ws.remote_address))
+        remote = ws.remote_address
+        host = remote[0] if isinstance(remote, tuple) and remote else None
+        session = Session(api=self.api, send=send, peer=str(remote), peer_host=host)
         self.hub.sessions.add(session)
         sender = asyncio.create_task(self._sender(ws, outbox), name=f"sender {session.peer}")
         log.info("client %s connected", session.peer)

@@ -11,6 +11,7 @@ a message naming it and the accepted ones.
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from jsonrpcserver.result import Result
 from serv import __version__
 from serv.api import TOPICS
 from serv.core.states import JobStatus
-from serv.errors import BadParam, DynalauncherError
+from serv.errors import BadParam, DynalauncherError, NotAuthorised
 from serv.job_manager import JobManager
 from serv.profiles import describe, resolve_profile
 
@@ -43,6 +44,16 @@ class Session:
     send: Callable[[str], None]
     topics: set[str] = field(default_factory=set)
     peer: str = "?"
+    peer_host: str | None = None
+
+    def is_local(self) -> bool:
+        """Whether the client connected from this machine (a loopback address)."""
+        if self.peer_host is None:
+            return False
+        try:
+            return ipaddress.ip_address(self.peer_host).is_loopback
+        except ValueError:
+            return self.peer_host == "localhost"
 
 
 #: OpenRPC descriptions of the registered methods, built from their signatures (rpc.discover).
@@ -291,6 +302,13 @@ async def kill_orphans(api: Api, session: Session, working_dir: Any = None) -> d
     """Kill solver processes that belong to no live job (optionally within a folder)."""
     folder = as_str("working_dir", working_dir, optional=True)
     path = None
+    if folder is None and not session.is_local():
+        # An unscoped clean-up kills every unowned solver of the user on this machine:
+        # only someone at the machine itself may ask for that.
+        raise NotAuthorised(
+            "killOrphanDynaProcesses without 'working_dir' is allowed from this machine only; "
+            "give a working_dir"
+        )
     if folder is not None:
         path = Path(folder)
         if not path.is_absolute() or not path.is_dir():

@@ -276,3 +276,18 @@ class TestDiscover:
         assert launch == ["solver", "input", "ncpu", "memory", "args", "name", "priority", "nice",
                           "restart", "backend", "licenses", "after"]
         assert [p["required"] for p in by_name["launch"]["params"]][:3] == [True, True, False]
+
+
+class TestNotAuthorised:
+    async def test_unscoped_orphan_cleanup_from_another_machine_is_1007(self, daemon: Daemon) -> None:
+        """A remote client may clean up orphans only within a working_dir it names (1007 otherwise)."""
+        from serv.websocket_api import Session, methods
+
+        assert daemon.manager is not None
+        api = daemon.server.api if daemon.server is not None else None
+        assert api is not None
+        remote = Session(api=api, send=lambda text: None, peer="('10.1.2.3', 5000)", peer_host="10.1.2.3")
+        result = await methods()["killOrphanDynaProcesses"](remote)
+        assert result._error.code == 1007 and "working_dir" in result._error.message  # type: ignore[attr-defined]
+        local = Session(api=api, send=lambda text: None, peer="('127.0.0.1', 5000)", peer_host="127.0.0.1")
+        assert local.is_local() and not remote.is_local()
