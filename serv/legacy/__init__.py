@@ -15,13 +15,13 @@ Decisions where the daemon and the legacy server differ (details in each module)
   queued jobs are not job rows but queue records; records.py.
 * the queue is the daemon's persistent queue: addToQueue = launch (it starts when cores and
   licences allow, behind the jobs queued before it), removeFromQueue = stop (cancelled),
-  switchPositionQueue = two moveJobs (a swap), setNcpuQueue = cancel + relaunch with the new
-  ncpu + moveJob back to its place (a new job id); methods.py.
+  switchPositionQueue = two moveJobs (a swap), setNcpuQueue = JobManager.set_ncpu (same job,
+  same place); methods.py.
 * startJob runs only a configured LS-DYNA profile (or an executable under [legacy]
   solver_dirs) with the template parsed into arguments, never a shell; expr.py. When cores
   are busy the job waits in the queue (the GUI sees it there) instead of failing.
 * sendD3kill goes through the daemon's sense switches (d3kil holds `sw1.` as LS-DYNA spells
-  it; `file`, not a daemon switch, is written verbatim); KillProcessByJobId is a forced stop
+  it; the other words bare, `file` included); KillProcessByJobId is a forced stop
   of the whole tree (status Stopped); removeShell hides a terminal and changes no status.
 * getFreeSpace "C:" on Linux/macOS: the file system of the daemon's data folder; files.py.
 * getLicCount: lstc_qrun -r with [lstc] ([-2, 0, queued] when it fails, as legacy), else the
