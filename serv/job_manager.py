@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import psutil
 
-from serv import lstc, orphans, proctree
+from serv import lstc, orphans, proctree, workdir
 from serv.api import job_to_wire
 from serv.config import Config, SolverProfile
 from serv.core.cores import CoreAllocator
@@ -64,14 +63,12 @@ S = JobStatus
 # How long a job's end waits for its launcher (mpiexec) to exit after the solver died, so
 # the launcher's exit code is known; MPICH exits ~10 ms after a rank dies (lab-findings §1a).
 LAUNCHER_LINGER_S = 2.0
-OUTPUT_TAIL_BYTES = 256 * 1024
 MAX_OUTPUT_PAGE = 1024 * 1024
 MEMORY = re.compile(r"^\d+[kKmMgG]?$")
 DUMP_NAME = re.compile(r"^d3dump\d+$|^runrsf$")
 # Output is read every TAIL_INTERVAL_S: progress notifications stay at ≤ 2 per second per job.
 TAIL_INTERVAL_S = 0.5
 TAIL_MAX_SKIP = 8
-DECK_MAX_BYTES = 64 * 1024 * 1024
 OUTPUT_CHUNK = 64 * 1024
 
 
@@ -317,12 +314,12 @@ class JobManager:
         if memory is not None and not MEMORY.match(memory):
             raise BadParam(f"param 'memory': {memory!r} is not a size like 2000m or 500000000")
         family.validate_args(args)
-        workdir = path.parent
+        folder = path.parent
         if restart is not None:
             if not DUMP_NAME.match(restart):
                 raise BadParam(f"param 'restart': {restart!r} is not a restart dump name like d3dump01")
-            if not (workdir / restart).is_file():
-                raise InputRejected(f"param 'restart': {restart!r} not found in {workdir}")
+            if not (folder / restart).is_file():
+                raise InputRejected(f"param 'restart': {restart!r} not found in {folder}")
         if backend != "local":
             raise BackendDown(f"param 'backend': backend {backend!r} is not available on this daemon")
         pools = dict(licenses or {})
@@ -335,7 +332,7 @@ class JobManager:
         self.licences.check_fits(demand, "licenses" if licenses is not None else "ncpu")
         for dep in after:
             await self.get(dep)
-        workdir_key = str(workdir)
+        workdir_key = str(folder)
         busy = next((j for j in self.jobs.values() if j.workdir == workdir_key), None)
         if busy is None and workdir_key in self._reserved:
             raise InvalidState(f"param 'input': workdir {workdir_key} has a launch in progress")
@@ -470,14 +467,14 @@ class JobManager:
                 await self._fail_start(job, f"could not start: {why}")
                 return
             env = {**os.environ, **plan.env, TAG_VAR: self.tag_prefix + str(job_id)}
-            workdir = Path(job.workdir)
+            folder = Path(job.workdir)
             try:
                 popen = await asyncio.to_thread(
                     current.spawn_detached,
                     plan.argv,
-                    cwd=workdir,
+                    cwd=folder,
                     env=env,
-                    stdout_path=workdir / "stdout",
+                    stdout_path=folder / "stdout",
                     cores=(cores or None) if pin else None,
                     nice=job.nice,
                 )
@@ -558,7 +555,7 @@ class JobManager:
             if job is None or rt.ending or not job.status.has_process:
                 return
             # The pid file is on disk before anyone hears the job is running.
-            await asyncio.to_thread(write_pid_file, Path(job.workdir), solver.pid, job.allocated_cores)
+            await asyncio.to_thread(workdir.write_pid_file, Path(job.workdir), solver.pid, job.allocated_cores)
             found = dataclasses.replace(job, pid=solver.pid, pid_create_time=solver.create_time)
             if job.status is S.STARTING:
                 job = await self._move(found, S.RUNNING, f"solver pid {solver.pid}")
@@ -649,10 +646,10 @@ class JobManager:
             verdict = OutputVerdict(snap.termination, failure)
         else:
             verdict = await asyncio.to_thread(read_verdict, job)
-        dump = await asyncio.to_thread(newest_dump, Path(job.workdir), job.started_at)
+        dump = await asyncio.to_thread(workdir.newest_dump, Path(job.workdir), job.started_at)
         exit_info = rt.launcher_exit
         if exit_info is not None and not exit_info.solver_reaped and exit_info.code and verdict.termination is None:
-            tail = await asyncio.to_thread(read_tail, Path(job.workdir) / "stdout", 16384)
+            tail = await asyncio.to_thread(workdir.read_tail, Path(job.workdir) / "stdout", 16384)
             sig = rank_signal(tail)
             if sig is not None:
                 exit_info = ExitInfo(signal=sig, solver_reaped=False)
@@ -747,7 +744,7 @@ class JobManager:
             if was_paused:
                 await asyncio.to_thread(self._signal_tree_sync, job, current.CONT)
             if family_of(job.family).graceful_stop is GracefulStop.D3KIL:
-                await asyncio.to_thread(write_d3kil, Path(job.workdir), "sw1")
+                await asyncio.to_thread(workdir.write_d3kil, Path(job.workdir), "sw1")
                 jlog.info("wrote sw1. to d3kil; killing the tree in %.1f s", self.config.jobs.stop_grace_s)
             else:
                 reached = await asyncio.to_thread(self._signal_tree_sync, job, current.graceful_signal())
@@ -953,7 +950,7 @@ class JobManager:
             raise InvalidState(f"job {job_id} is a {job.family} job; sense switches are for LS-DYNA jobs")
         async with self._lock(job_id):
             job = self._require(job_id, job, S.RUNNING, f"sent {switch}")
-            await asyncio.to_thread(write_d3kil, Path(job.workdir), switch)
+            await asyncio.to_thread(workdir.write_d3kil, Path(job.workdir), switch)
             job_log(log, job_id).info("wrote %s to d3kil", switch)
             if switch in ("sw1", "stop"):
                 job = await self._save(dataclasses.replace(job, stop_requested_by=f"sense switch {switch}"))
@@ -976,7 +973,7 @@ class JobManager:
         def setup() -> None:
             self._tailer.add(job.id, Path(job.workdir), files, since)
             if deck is not None:
-                parser.feed(DECK, read_deck_lines(deck), rt.active_now())
+                parser.feed(DECK, workdir.read_deck_lines(deck), rt.active_now())
 
         await asyncio.get_running_loop().run_in_executor(self._tail_pool, setup)
         rt.parser = parser
@@ -1073,7 +1070,7 @@ class JobManager:
         and everything was read."""
         job = await self.get(job_id)
         limit = min(limit, MAX_OUTPUT_PAGE)
-        data, next_offset, size = await asyncio.to_thread(read_page, Path(job.workdir) / "stdout", offset, limit)
+        data, next_offset, size = await asyncio.to_thread(workdir.read_page, Path(job.workdir) / "stdout", offset, limit)
         return {"data": data, "next_offset": next_offset, "eof": job.status.is_terminal and next_offset >= size}
 
     # ----------------------------------------------------------------- status
@@ -1190,7 +1187,7 @@ class JobManager:
             tree_alive=bool(alive),
             termination=verdict.termination,
             failure_text=verdict.failure_text,
-            restart_dump=newest_dump(Path(job.workdir), job.started_at),
+            restart_dump=workdir.newest_dump(Path(job.workdir), job.started_at),
         )
 
     async def _apply_recovery(self, job: Job, seen: Observation, decision: Any) -> None:
@@ -1202,7 +1199,7 @@ class JobManager:
             jlog.info("ended while the daemon was down")
             await self._move(job, decision.status, decision.message, termination=seen.termination)
             return
-        pid_cores = await asyncio.to_thread(read_pid_file_cores, Path(job.workdir))
+        pid_cores = await asyncio.to_thread(workdir.read_pid_file_cores, Path(job.workdir))
         if self.cores_of(job) == 0:
             cores, source = None, "none booked"
         else:
@@ -1241,7 +1238,7 @@ class JobManager:
         if cores and source != "pid file":
             procs = await asyncio.to_thread(self._tree_sync, job)
             await asyncio.to_thread(proctree.set_affinity, procs, cores)
-        await asyncio.to_thread(write_pid_file, Path(job.workdir), solver.pid, cores)
+        await asyncio.to_thread(workdir.write_pid_file, Path(job.workdir), solver.pid, cores)
         jlog.info("re-adopted solver pid %d (%s)", solver.pid, job.status)
         if job.status is S.PAUSED:
             rt.paused_since = time.monotonic()
@@ -1287,123 +1284,6 @@ def shown_fields(job: Job) -> tuple[object, ...]:
             job.message, repr(details), job.extra.get("solver_started"))
 
 
-def read_deck_lines(path: Path) -> list[str]:
-    """The input deck's lines (the first DECK_MAX_BYTES), decoded like solver output."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(DECK_MAX_BYTES)
-    except OSError as exc:
-        log.warning("cannot read input deck %s: %s", path, exc)
-        return []
-    return decode_output(raw).split("\n")
-
-
-# --------------------------------------------------------------------- file helpers
-
-
-def write_pid_file(workdir: Path, pid: int, cores: Iterable[int] | None) -> None:
-    """contract.md § Files: line 1 the solver PID, line 2 {"cores": [..]} when pinned.
-    Written to a temporary name and renamed, so a reader never sees half a file."""
-    text = f"{pid}\n"
-    if cores:
-        text += json.dumps({"cores": list(cores)}) + "\n"
-    tmp = workdir / ".pid.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, workdir / "pid")
-
-
-def read_pid_file_cores(workdir: Path) -> tuple[int, ...] | None:
-    """The cores on line 2 of the pid file, or None when absent or unreadable."""
-    try:
-        lines = (workdir / "pid").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    if len(lines) < 2:
-        return None
-    try:
-        cores = json.loads(lines[1]).get("cores")
-    except (ValueError, AttributeError):
-        log.warning("unreadable cores line in %s: %r", workdir / "pid", lines[1])
-        return None
-    if isinstance(cores, list) and all(isinstance(c, int) for c in cores):
-        return tuple(cores)
-    return None
-
-
-def write_d3kil(workdir: Path, switch: str) -> None:
-    """LS-DYNA reads a sense switch from a file named d3kil in its cwd. The sw switches are
-    written as LS-DYNA's interactive syntax spells them (`sw1.`), the other words bare."""
-    text = f"{switch}." if re.fullmatch(r"sw[1-4a-d]", switch) else switch
-    tmp = workdir / ".d3kil.tmp"
-    tmp.write_text(text + "\n", encoding="ascii")
-    # Renamed into place so the solver never reads a half-written switch.
-    os.replace(tmp, workdir / "d3kil")
-
-
-def read_tail(path: Path, size: int = OUTPUT_TAIL_BYTES) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            end = fh.tell()
-            fh.seek(max(0, end - size))
-            raw = fh.read()
-    except OSError:
-        return ""
-    return decode_output(raw)
-
-
-def decode_output(raw: bytes) -> str:
-    """Solver output as text: UTF-16LE when it carries a BOM or NULs (Windows redirection),
-    else UTF-8 with Latin-1 as the fallback that never fails; CRs dropped."""
-    if raw.startswith(b"\xff\xfe") or (raw[1:200:2].count(0) > 50):
-        text = raw.decode("utf-16-le", errors="replace")
-    else:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-    return text.replace("\r", "")
-
-
 def read_verdict(job: Job) -> OutputVerdict:
     """Termination and failure text from the end of the job's stdout."""
-    return family_of(job.family).verdict(read_tail(Path(job.workdir) / "stdout"))
-
-
-def newest_dump(workdir: Path, since: datetime | None) -> str | None:
-    """The newest restart dump (d3dumpNN) written since the job started, if any."""
-    floor = since.timestamp() - 1 if since else 0
-    best: tuple[float, str] | None = None
-    try:
-        entries = list(workdir.glob("d3dump*"))
-    except OSError:
-        return None
-    for path in entries:
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            continue
-        if mtime >= floor and (best is None or mtime > best[0]):
-            best = (mtime, path.name)
-    return best[1] if best else None
-
-
-def read_page(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
-    """Up to `limit` bytes from `offset`, cut back to a whole UTF-8 character."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(offset)
-            raw = fh.read(limit)
-    except FileNotFoundError:
-        return "", offset, 0
-    if len(raw) == limit:
-        cut = len(raw)
-        # Back up over UTF-8 continuation bytes so a character is never split across pages.
-        while cut > 0 and len(raw) - cut < 4 and (raw[cut - 1] & 0xC0) == 0x80:
-            cut -= 1
-        if cut > 0 and raw[cut - 1] >= 0xC0:
-            cut -= 1
-        if cut > 0:
-            raw = raw[:cut]
-    return raw.decode("utf-8", errors="replace"), offset + len(raw), size
+    return family_of(job.family).verdict(workdir.read_tail(Path(job.workdir) / "stdout"))

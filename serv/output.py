@@ -120,6 +120,18 @@ class TailFile:
         return _lines(decoded), decoded
 
 
+def decode_text(raw: bytes) -> str:
+    """Bytes of solver output as text, by the same rules as the tailer; CRs dropped."""
+    if raw.startswith(b"\xff\xfe") or _looks_utf16(raw):
+        text = raw.decode("utf-16-le", errors="replace").lstrip("\ufeff")
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+    return text.replace("\r", "")
+
+
 def _looks_utf16(sample: bytes) -> bool:
     """ASCII text in UTF-16LE has a NUL in (nearly) every odd position."""
     odd = sample[1:512:2]
