@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 import dataclasses
 import logging
 import os
@@ -70,6 +71,7 @@ DUMP_NAME = re.compile(r"^d3dump\d+$|^runrsf$")
 TAIL_INTERVAL_S = 0.5
 TAIL_MAX_SKIP = 8
 OUTPUT_CHUNK = 64 * 1024
+ENDED_WIRE_CACHE = 20_000
 
 
 def utcnow() -> datetime:
@@ -128,6 +130,7 @@ class JobManager:
         self._on_cores = on_cores
         self._on_output = on_output
         self._tailer = Tailer()
+        self._ended_wire: OrderedDict[int, dict[str, Any]] = OrderedDict()
         # One thread reads every job's output and runs its parser: no thread per job.
         self._tail_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -234,7 +237,33 @@ class JobManager:
         return [self.jobs.get(j.id, j) for j in stored]
 
     def wire(self, job: Job) -> dict[str, Any]:
-        return job_to_wire(job, utcnow())
+        """The contract's wire form; an ended job's never changes, so it is kept (bounded)."""
+        cached = self._ended_wire.get(job.id)
+        if cached is not None:
+            return cached
+        wired = job_to_wire(job, utcnow())
+        if job.status.is_terminal:
+            self._ended_wire[job.id] = wired
+            if len(self._ended_wire) > ENDED_WIRE_CACHE:
+                self._ended_wire.popitem(last=False)
+        return wired
+
+    async def list_wire(self, status: JobStatus | None, limit: int) -> list[dict[str, Any]]:
+        """listJobs: ids from the store, live jobs from memory, ended ones from the cache;
+        only jobs seen for the first time are read and converted."""
+        ids = await self.store.list_ids(status=status, limit=limit)
+        missing = [i for i in ids if i not in self.jobs and i not in self._ended_wire]
+        fetched = {job.id: job for job in await self.store.get_many(missing)}
+        result = []
+        for job_id in ids:
+            live = self.jobs.get(job_id)
+            if live is not None:
+                result.append(self.wire(live))
+            elif job_id in self._ended_wire:
+                result.append(self._ended_wire[job_id])
+            elif job_id in fetched:
+                result.append(self.wire(fetched[job_id]))
+        return result
 
     # ----------------------------------------------------------------- launch
 
@@ -385,8 +414,7 @@ class JobManager:
             queued = [j for j in self.jobs.values() if j.status is S.QUEUED]
             ready = []
             for job in sorted(queued, key=lambda j: j.id):
-                reason = await self._dependency_block(job)
-                if reason is None:
+                if not job.after or await self._dependency_block(job) is None:
                     ready.append(job)
             demands = {job.id: self.demand(job) for job in ready}
             pools = {pool for d in demands.values() for pool in d}
@@ -422,6 +450,9 @@ class JobManager:
         return None
 
     async def _note_waiting(self, job_id: int, why: str) -> None:
+        known = self.jobs.get(job_id)
+        if known is None or known.message == why:
+            return  # nothing to record: no lock, no commit
         async with self._lock(job_id):
             job = self.jobs.get(job_id)
             if job is not None and job.status is S.QUEUED and job.message != why:

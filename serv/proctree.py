@@ -71,14 +71,48 @@ def matches(name: str, process_names: Sequence[str]) -> bool:
     return any(n.lower() in low for n in process_names) and not is_launcher_or_shell(name)
 
 
+def _child_pids(pid: int) -> list[int] | None:
+    """Direct children from /proc/PID/task/TID/children (Linux), None where unavailable.
+
+    psutil's children() reads the stat file of every process on the host per call; this
+    reads one small file per thread of the parent."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+        kids: list[int] = []
+        for tid in tids:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
+                kids.extend(int(k) for k in fh.read().split())
+    except FileNotFoundError:
+        # The process has gone (so it has no children), or there is no /proc (use psutil).
+        return [] if os.path.isdir("/proc/self/task") else None
+    except (OSError, ValueError):
+        return None
+    return kids
+
+
 def descendants(pid: int, *, include_root: bool = True) -> list[psutil.Process]:
     """`pid` and every process below it by parentage."""
     try:
         root = psutil.Process(pid)
-        procs = root.children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [root, *procs] if include_root else procs
+    found: list[psutil.Process] = []
+    stack = [pid]
+    while stack:
+        kids = _child_pids(stack.pop())
+        if kids is None:
+            try:
+                procs = root.children(recursive=True)
+            except psutil.NoSuchProcess:
+                return []
+            return [root, *procs] if include_root else procs
+        for kid in kids:
+            try:
+                found.append(psutil.Process(kid))
+            except psutil.NoSuchProcess:
+                continue
+            stack.append(kid)
+    return [root, *found] if include_root else found
 
 
 RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
@@ -138,15 +172,21 @@ def tag_of(proc: psutil.Process) -> str | None:
 
 def own_processes(since: float | None = None) -> Iterable[psutil.Process]:
     """Every live process of the daemon's user (others' environments are unreadable anyway),
-    optionally only those created at or after `since` (epoch seconds)."""
+    optionally only those created at or after `since` (epoch seconds).
+
+    The age test comes first: psutil keeps the Process objects of earlier scans with their
+    create time, so a long-lived process costs no /proc read at all on the next scan.
+    """
     uid = os.getuid() if hasattr(os, "getuid") else None
-    for proc in psutil.process_iter(["pid", "name", "uids", "status", "create_time"]):
-        info = proc.info
-        if info.get("status") == psutil.STATUS_ZOMBIE:
-            continue
-        if uid is not None and info.get("uids") is not None and info["uids"].real != uid:
-            continue
-        if since is not None and (info.get("create_time") or 0.0) < since:
+    for proc in psutil.process_iter():
+        try:
+            if since is not None and proc.create_time() < since:
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if uid is not None and proc.uids().real != uid:
+                continue
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         yield proc
 

@@ -272,8 +272,7 @@ async def get_job(api: Api, session: Session, id: Any) -> dict[str, Any]:
 @rpc("listJobs")
 async def list_jobs(api: Api, session: Session, status: Any = None, limit: Any = 100) -> list[dict[str, Any]]:
     """Jobs, newest first, optionally of one status."""
-    jobs = await api.manager.list_jobs(as_status(status), as_int("limit", limit, lo=1, hi=10000))
-    return [api.manager.wire(j) for j in jobs]
+    return await api.manager.list_wire(as_status(status), as_int("limit", limit, lo=1, hi=10000))
 
 
 @rpc("getJobOutput")

@@ -263,6 +263,18 @@ class Store:
             raise ValueError(f"limit must be at least 1, got {limit}")
         return await self._call(self._list_sync, status, limit)
 
+    async def list_ids(self, status: JobStatus | None = None, limit: int = 100) -> builtins.list[int]:
+        """The ids `list` would return, without building the jobs (for cached listings)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return await self._call(self._list_ids_sync, status, limit)
+
+    async def get_many(self, job_ids: Sequence[int]) -> builtins.list[Job]:
+        """The jobs with these ids that exist, in no particular order."""
+        if not job_ids:
+            return []
+        return await self._call(self._get_many_sync, list(job_ids))
+
     async def live(self) -> builtins.list[Job]:
         """Every job whose status is live (queued … stopping), oldest first: recovery's input."""
         return await self._call(self._live_sync)
@@ -508,6 +520,16 @@ class Store:
         stmt = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
         if status is not None:
             stmt = stmt.where(JobRow.status == status.value)
+        return self._read("jobs", lambda s: [row_to_job(row) for row in s.scalars(stmt)])
+
+    def _list_ids_sync(self, status: JobStatus | None, limit: int) -> builtins.list[int]:
+        stmt = select(JobRow.id).order_by(JobRow.id.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(JobRow.status == status.value)
+        return self._read("job ids", lambda s: list(s.scalars(stmt)))
+
+    def _get_many_sync(self, job_ids: builtins.list[int]) -> builtins.list[Job]:
+        stmt = select(JobRow).where(JobRow.id.in_(job_ids))
         return self._read("jobs", lambda s: [row_to_job(row) for row in s.scalars(stmt)])
 
     def _live_sync(self) -> builtins.list[Job]:
