@@ -68,7 +68,11 @@ MAX_OUTPUT_PAGE = 1024 * 1024
 MEMORY = re.compile(r"^\d+[kKmMgG]?$")
 DUMP_NAME = re.compile(r"^d3dump\d+$|^runrsf$")
 # Output is read every TAIL_INTERVAL_S: progress notifications stay at ≤ 2 per second per job.
-TAIL_INTERVAL_S = 0.5
+TAIL_INTERVAL_S = 1.0
+# Progress-only changes are announced at once but written to the store at most this often
+# per job (a status change is always written first): progress is not what recovery needs,
+# and a commit per job per tick was a fifth of the daemon's cost with hundreds of jobs.
+PROGRESS_COMMIT_S = 10.0
 TAIL_MAX_SKIP = 8
 OUTPUT_CHUNK = 64 * 1024
 ENDED_WIRE_CACHE = 20_000
@@ -95,6 +99,7 @@ class Runtime:
     paused_total: float = 0.0
     shown: tuple[object, ...] | None = None
     tail_every: int = 1  # read this job's output every Nth tail tick (doubles while silent)
+    progress_saved_at: float = 0.0  # monotonic time of the last progress commit
 
     def active_now(self) -> float:
         """Monotonic seconds that stop while the job is paused (ETAs exclude paused time)."""
@@ -1067,16 +1072,20 @@ class JobManager:
                 if key != rt.shown:
                     rt.shown = key
                     changed.append(new)
-            if changed:
+            now = time.monotonic()
+            due = [j for j in changed if now - self._rt[j.id].progress_saved_at >= PROGRESS_COMMIT_S]
+            if due:
                 try:
-                    await self.store.commit_many(changed)
+                    await self.store.commit_many(due)
                 except StoreUnavailable:
                     self.db_ok = False
-                    log.exception("progress of jobs %s not saved", [j.id for j in changed])
-                    return
-                for new in changed:
-                    self.jobs[new.id] = new
-                    self._on_job(new)
+                    log.exception("progress of jobs %s not saved", [j.id for j in due])
+                else:
+                    for job in due:
+                        self._rt[job.id].progress_saved_at = now
+            for new in changed:
+                self.jobs[new.id] = new
+                self._on_job(new)
 
     async def _drain_output(self, job_id: int) -> Progress | None:
         """Read what is left of a job's output and stop following it; the final snapshot."""
