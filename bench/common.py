@@ -30,7 +30,7 @@ import textwrap
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -59,9 +59,10 @@ def mpiexec_hydra() -> str:
     return path  # absolute (shutil.which gives the PATH entry's full path)
 
 
-def config_text(tmp: Path, bin_dir: Path, log_level: str) -> str:
+def config_text(tmp: Path, bin_dir: Path, log_level: str, extra: str = "") -> str:
     """Like the tests' config, but with the default watchdog interval (5 s): exit detection
-    must not depend on the watchdog, and that is what is measured."""
+    must not depend on the watchdog, and that is what is measured. `extra` is appended
+    (more `[solvers.NAME]` tables, a `[cores]` table...)."""
     return textwrap.dedent(f"""\
         [store]
         path = "{tmp / "jobs.db"}"
@@ -80,37 +81,64 @@ def config_text(tmp: Path, bin_dir: Path, log_level: str) -> str:
         executable = "{bin_dir / "lsdyna-fake"}"
         mpi = "mpich"
         mpiexec = "{mpiexec_hydra()}"
-        """)
+        """) + textwrap.dedent(extra)
 
 
 class BenchDaemon:
     """`with BenchDaemon() as d: d.url, d.deck(...)`: a real daemon process in a temp folder."""
 
-    def __init__(self, *, log_level: str = "INFO", keep: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        log_level: str = "INFO",
+        keep: bool = False,
+        extra_config: str = "",
+        prelude: str = "",
+    ) -> None:
+        """`extra_config` is appended to the config; `{tmp}` and `{bin}` in it are replaced by
+        the run's folder and its bin folder (where `install_sleeper` etc. put executables).
+        `prelude`: Python run in the daemon process before launcher.py (diagnostics only,
+        e.g. to switch one internal step off and see what it costs)."""
+        self.prelude = prelude
         self.tmp = Path(tempfile.mkdtemp(prefix="dynalauncher-bench-"))
         self.bin_dir = self.tmp / "bin"
         install_fake_lsdyna(self.bin_dir, "lsdyna-fake")
         self.config_path = self.tmp / "dynalauncher.toml"
-        self.config_path.write_text(config_text(self.tmp, self.bin_dir, log_level))
+        extra = extra_config.replace("{tmp}", str(self.tmp)).replace("{bin}", str(self.bin_dir))
+        self.config_path.write_text(config_text(self.tmp, self.bin_dir, log_level, extra))
         self.keep = keep
         self.proc: subprocess.Popen[str] | None = None
         self.url: str | None = None
         self.daemon_id: str | None = None
         self.log_tail: deque[str] = deque(maxlen=200)
+        self.started_at = 0.0
         self._decks = 0
 
     # ------------------------------------------------------------- start / stop
 
-    def start(self) -> str:
+    def start(
+        self,
+        *,
+        cleanup_on_failure: bool = True,
+        on_spawn: Callable[[subprocess.Popen[str]], None] | None = None,
+    ) -> str:
+        """Start the daemon (again, after `kill9`/`terminate`: same config and store) and
+        return its URL once it logged `listening on`. `self.started_at` is perf_counter just
+        before the process was created. When the daemon exits before that line, raises
+        RuntimeError, after `stop()` (which removes the folder) unless `cleanup_on_failure`
+        is false (a crash test that killed it on purpose). `on_spawn(proc)` runs right after
+        the process was created (e.g. to arm a kill timer)."""
+        self.url = None
+        self.started_at = time.perf_counter()
+        launcher = [sys.executable, str(ROOT / "launcher.py")]
+        if self.prelude:
+            code = (
+                f"import runpy, sys\nsys.argv = sys.argv[1:]\n{self.prelude}\n"
+                "runpy.run_path(sys.argv[0], run_name='__main__')"
+            )
+            launcher = [sys.executable, "-c", code, str(ROOT / "launcher.py")]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "launcher.py"),
-                "--config",
-                str(self.config_path),
-                "--port",
-                "0",
-            ],
+            [*launcher, "--config", str(self.config_path), "--port", "0"],
             cwd=self.tmp,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -118,6 +146,8 @@ class BenchDaemon:
             text=True,
             env={**os.environ, "NO_COLOR": "1"},
         )
+        if on_spawn is not None:
+            on_spawn(self.proc)
         lines: queue.Queue[str | None] = queue.Queue()
 
         def read() -> None:  # keeps draining stderr for the daemon's whole life
@@ -136,7 +166,10 @@ class BenchDaemon:
             except queue.Empty:
                 line = None
             if line is None:
-                self.stop()
+                if cleanup_on_failure:
+                    self.stop()
+                else:
+                    self.kill9()  # timed out while alive: not left running
                 raise RuntimeError(
                     "daemon did not report its URL:\n" + "".join(self.log_tail)
                 )
@@ -145,6 +178,42 @@ class BenchDaemon:
                 self.url = found.group(1)
                 self.daemon_id = store_daemon_id(self.tmp / "jobs.db")
                 return self.url
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill9(self) -> None:
+        """SIGKILL our daemon (a crash) and reap it; its jobs keep running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_DEADLINE_S)
+
+    def terminate(self) -> int | None:
+        """SIGTERM our daemon (a clean shutdown: its jobs keep running) and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(timeout=STOP_DEADLINE_S)
+        return self.proc.returncode if self.proc is not None else None
+
+    def input_file(self, folder: str, name: str = "case.txt", text: str = "bench\n") -> Path:
+        """A plain input file in a run folder of its own (for generic profiles)."""
+        run = self.tmp / "runs" / folder
+        run.mkdir(parents=True, exist_ok=True)
+        path = run / name
+        path.write_text(text)
+        return path
+
+    def log_lines(self, pattern: str) -> list[str]:
+        """Lines of the daemon's log file (all runs) matching the regex `pattern`."""
+        path = self.tmp / "daemon.log"
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return []
+        rx = re.compile(pattern)
+        return [line for line in text.splitlines() if rx.search(line)]
 
     def stop(self) -> list[int]:
         """SIGTERM our daemon (SIGKILL after a deadline), then kill every process still
@@ -169,8 +238,9 @@ class BenchDaemon:
     def __exit__(self, *exc: object) -> None:
         killed = self.stop()
         if killed:
+            shown = ", ".join(str(pid) for pid in killed[:10]) + (", ..." if len(killed) > 10 else "")
             print(
-                f"# cleanup: killed {len(killed)} leftover tagged process(es): {killed}",
+                f"# cleanup: killed {len(killed)} leftover tagged process(es): {shown}",
                 file=sys.stderr,
             )
         if self.keep:
@@ -199,6 +269,11 @@ class BenchDaemon:
         times = psutil.Process(self.proc.pid).cpu_times()
         return float(times.user + times.system)
 
+    def tagged(self) -> dict[int, list[int]]:
+        """PIDs carrying this daemon's job tag, by job id (a scan of our own processes)."""
+        assert self.daemon_id is not None
+        return tagged_by_job(self.daemon_id)
+
 
 def store_daemon_id(db: Path) -> str | None:
     if not db.exists():
@@ -208,17 +283,231 @@ def store_daemon_id(db: Path) -> str | None:
     return row[0] if row else None
 
 
-def kill_tagged(daemon_id: str) -> list[int]:
-    """Kill every process started by the daemon with this store id (ours only)."""
+def kill_tagged(daemon_id: str, wait_s: float = 10.0) -> list[int]:
+    """Kill every process started by the daemon with this store id (ours only), then wait
+    up to `wait_s` until they are gone from the process table (here PID 1 reaps orphaned
+    zombies within ~2 s), so the next benchmark does not start on a table full of them."""
     killed = []
+    procs_killed = []
     for procs in proctree.tagged(f"{daemon_id}:").values():
         for proc in procs:
             try:
                 proc.kill()
                 killed.append(proc.pid)
+                procs_killed.append(proc)
             except psutil.NoSuchProcess:  # ended between the scan and the kill
                 continue
+    deadline = time.monotonic() + wait_s
+    while procs_killed and time.monotonic() < deadline:
+        alive = []
+        for proc in procs_killed:
+            if psutil.pid_exists(proc.pid):
+                alive.append(proc)
+        procs_killed = alive
+        if alive:
+            time.sleep(0.05)
     return killed
+
+
+def tagged_by_job(daemon_id: str) -> dict[int, list[int]]:
+    """{job id: [pid, ...]} of every live process carrying `<daemon_id>:<job id>`."""
+    out: dict[int, list[int]] = {}
+    for tag, procs in proctree.tagged(f"{daemon_id}:").items():
+        try:
+            job_id = int(tag.rsplit(":", 1)[1])
+        except ValueError:
+            continue
+        out.setdefault(job_id, []).extend(p.pid for p in procs)
+    return out
+
+
+# ----------------------------------------------------------------- light solvers
+
+# GNU tail, following its input with inotify off and a one-day poll interval: an idle
+# process of ~1.8 MB RSS that never exits on its own, ends on SIGTERM, and takes the input
+# path as its last argument (the generic family's argv is `EXE [extra_args] INPUT`).
+# Reached through a symlink, so its process name (comm) is the symlink's name.
+SLEEPER_ARGS = ("---disable-inotify", "-s", "86400", "-f")
+
+
+def install_sleeper(bin_dir: Path, name: str = "sleeper-solv") -> Path:
+    """A symlink `bin_dir/name` to GNU tail (no interpreter per job); see SLEEPER_ARGS."""
+    tail = shutil.which("tail") or "/usr/bin/tail"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    link = bin_dir / name
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(tail)
+    return link
+
+
+def sleeper_profile(name: str, executable: Path, *, book_cores: bool) -> str:
+    """A `[solvers.NAME]` table (generic family) for the sleeper from install_sleeper."""
+    args = ", ".join(f'"{a}"' for a in SLEEPER_ARGS)
+    return textwrap.dedent(f"""\
+        [solvers.{name}]
+        family = "generic"
+        executable = "{executable}"
+        process_names = ["{executable.name}"]
+        extra_args = [{args}]
+        book_cores = {"true" if book_cores else "false"}
+        """)
+
+
+def write_topology(dest: Path, sockets: int, cores: int, threads: int) -> Path:
+    """A synthetic sysfs CPU tree (tests/data/sysfs/make_shapes.py) under `dest`; returns
+    the folder to give as `[cores] topology_root`."""
+    sys.path.insert(0, str(ROOT / "tests" / "data" / "sysfs"))
+    try:
+        import make_shapes
+    finally:
+        sys.path.pop(0)
+    shape = make_shapes.Shape(f"bench-{sockets}s-{cores}c-{threads}t", sockets, cores, threads)
+    make_shapes.write_shape(shape, dest)
+    return dest / "cpu"
+
+
+# ----------------------------------------------------------------- /proc figures
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of `pid` in seconds (fields 14 and 15 of /proc/<pid>/stat; all threads)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def proc_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_window(pid: int, seconds: float) -> tuple[float, float]:
+    """(CPU seconds used by `pid`, wall seconds) over a window of `seconds`."""
+    c0, t0 = proc_cpu_s(pid), time.perf_counter()
+    time.sleep(seconds)
+    c1, t1 = proc_cpu_s(pid), time.perf_counter()
+    return c1 - c0, t1 - t0
+
+
+def cpu_trace(pid: int, seconds: float, step: float = 1.0) -> tuple[list[float], float]:
+    """CPU seconds used by `pid` in each `step` of a window of `seconds`, and the window's
+    wall time. Summing the steps gives the window's total."""
+    steps: list[float] = []
+    began = time.perf_counter()
+    last = proc_cpu_s(pid)
+    for i in range(1, round(seconds / step) + 1):
+        time.sleep(max(began + i * step - time.perf_counter(), 0.0))
+        now = proc_cpu_s(pid)
+        steps.append(now - last)
+        last = now
+    return steps, time.perf_counter() - began
+
+
+class Background:
+    """`with Background(cmd) as bg:` a helper process of ours (py-spy...) for the duration."""
+
+    def __init__(self, cmd: Sequence[str]) -> None:
+        self.cmd = list(cmd)
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Self:
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def py_spy_cmd(pid: int, seconds: float, out: Path, rate: int = 100) -> list[str]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return [exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", str(rate),
+            "--format", "raw", "--threads", "--nonblocking", "-o", str(out)]
+
+
+def loadavg() -> str:
+    """The 1-minute load average, as text."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def py_spy_profile(pid: int, seconds: float, out: Path, rate: int = 200) -> str:
+    """Profile `pid` (a process we started) with `py-spy record --format raw --threads
+    --idle off` for `seconds`; returns a short text: the top functions by own samples and
+    by inclusive samples (the collapsed stacks stay in `out`)."""
+    res = subprocess.run(
+        py_spy_cmd(pid, seconds, out, rate),
+        capture_output=True, text=True, timeout=seconds + 60, check=False,
+    )
+    if res.returncode != 0 or not out.exists():
+        return f"py-spy failed ({res.returncode}): {res.stderr.strip()[-300:]}"
+    return summarize_collapsed(out.read_text())
+
+
+def summarize_collapsed(text: str, top: int = 12) -> str:
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in text.splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_s)
+        total += count
+        frames = stack.split(";")
+        threads[frames[0]] = threads.get(frames[0], 0) + count
+        for frame in set(frames[1:]):
+            incl[frame] = incl.get(frame, 0) + count
+        if len(frames) > 1:
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+    if not total:
+        return "py-spy: no samples (the process was idle)"
+    lines = [f"py-spy: {total} samples (non-idle)"]
+    lines.append("  by thread: " + ", ".join(
+        f"{k} {v * 100 / total:.0f}%" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])[:6]))
+    lines.append("  own time:")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {n * 100 / total:5.1f}%  {frame}")
+    lines.append("  inclusive:")
+    for frame, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {n * 100 / total:5.1f}%  {frame}")
+    return "\n".join(lines)
+
+
+async def list_all_jobs(client: Any, status: str | None = None) -> list[dict[str, Any]]:
+    """Every job the daemon knows (listJobs, limit 10000), newest first."""
+    params: dict[str, Any] = {"limit": 10000}
+    if status is not None:
+        params["status"] = status
+    jobs: list[dict[str, Any]] = await client.call("listJobs", **params)
+    return jobs
+
+
+async def gather_limited(n: int, coros: Iterable[Any]) -> list[Any]:
+    """Await `coros` with at most `n` in flight; results in order (exceptions returned)."""
+    import asyncio
+
+    sem = asyncio.Semaphore(n)
+
+    async def one(coro: Any) -> Any:
+        async with sem:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
 
 
 def install_sigterm_as_interrupt() -> None:
