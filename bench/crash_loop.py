@@ -16,7 +16,9 @@ Requests are sent as tasks, so several can be in flight when the daemon dies. Th
 After every restart that got to listen (before any new request), and at the end after every
 job ended:
 - lost: an acknowledged launch (the daemon answered with a job id) whose `name` is not in
-  listJobs; duplicated: a `name` that appears more than once;
+  listJobs and that getJob does not find either (when getJob finds it, listJobs left out
+  an existing job: counted as a listJobs omission); duplicated: a `name` that appears more
+  than once;
 - cores: live jobs (starting, running, paused, stopping) whose `allocated_cores` overlap
   (double-booked), getCoreAllocationStatus disagreeing with the jobs' records, and processes
   of running jobs whose CPU affinity is not within their allocated cores (MPICH binds each
@@ -196,7 +198,16 @@ async def check_jobs(client: Client, t: Tracker, epoch: int) -> list[dict[str, A
     by_id = {j["id"]: j for j in jobs}
     for name, jid in t.acked.items():
         if name not in by_name:
-            t.note("lost", name, epoch, job_id=jid, acked_in_epoch=t.acked_epoch[name])
+            # listJobs left it out: ask for the job itself before calling it lost
+            try:
+                job = await call(client, "getJob", id=jid)
+            except RpcError:
+                job = None
+            if job is not None and job["name"] == name:
+                t.note("listjobs_omission", name, epoch, job_id=jid, status=job["status"],
+                       listed=len(jobs))
+            else:
+                t.note("lost", name, epoch, job_id=jid, acked_in_epoch=t.acked_epoch[name])
         elif jid in by_id and by_id[jid]["name"] != name:
             t.note("id_name_mismatch", name, epoch, job_id=jid, found=by_id[jid]["name"])
     for j in jobs:
@@ -441,11 +452,12 @@ def main() -> int:
     assert result is not None
     t: Tracker = result["t"]
     final = result["final"]
-    kinds = ["lost", "duplicated", "id_name_mismatch", "double_booked", "core_table_mismatch",
+    kinds = ["lost", "listjobs_omission", "duplicated", "id_name_mismatch", "double_booked", "core_table_mismatch",
              "affinity_mismatch", "orphan_solver", "ghost_job", "not_ended", "daemon_did_not_start",
              "daemon_died"]
     labels = {
         "lost": "jobs lost (acknowledged launch missing)",
+        "listjobs_omission": "listJobs answers missing an existing job",
         "duplicated": "jobs duplicated (a name more than once)",
         "id_name_mismatch": "acknowledged id carries another name",
         "double_booked": "cores double-booked (core, restart)",
@@ -508,7 +520,8 @@ def main() -> int:
     print(
         f"SUMMARY crash_loop: {len(t.kills)} kill -9 ({when.get('before listening', 0)} before listening) "
         f"during {len(t.sent)} launches ({len(t.acked)} acknowledged) and {t.stops_sent} stops: "
-        f"lost {counts['lost']}, duplicated {counts['duplicated']}, cores double-booked "
+        f"lost {counts['lost']} (listJobs omissions {counts['listjobs_omission']}), "
+        f"duplicated {counts['duplicated']}, cores double-booked "
         f"{counts['double_booked']} (table mismatches {counts['core_table_mismatch']}, affinity "
         f"{counts['affinity_mismatch']}), orphan solvers {counts['orphan_solver']}, ghost jobs "
         f"{counts['ghost_job']}, not ended {counts['not_ended']}; goal all 0 "

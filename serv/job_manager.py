@@ -257,7 +257,9 @@ class JobManager:
         """listJobs: ids from the store, live jobs from memory, ended ones from the cache;
         only jobs seen for the first time are read and converted."""
         ids = await self.store.list_ids(status=status, limit=limit)
-        missing = [i for i in ids if i not in self.jobs and i not in self._ended_wire]
+        # Live jobs are fetched too: one that ends during the await below leaves memory
+        # without entering the cache, and must still be listed (from its row).
+        missing = [i for i in ids if i not in self._ended_wire]
         fetched = {job.id: job for job in await self.store.get_many(missing)}
         result = []
         for job_id in ids:

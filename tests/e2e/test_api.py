@@ -291,3 +291,29 @@ class TestNotAuthorised:
         assert result._error.code == 1007 and "working_dir" in result._error.message  # type: ignore[attr-defined]
         local = Session(api=api, send=lambda text: None, peer="('127.0.0.1', 5000)", peer_host="127.0.0.1")
         assert local.is_local() and not remote.is_local()
+
+
+class TestListingRace:
+    async def test_a_job_ending_during_a_listing_is_still_listed(self, env: Env, daemon: Daemon) -> None:
+        """listJobs reads rows in the store thread; a job that ends meanwhile is not dropped."""
+
+        assert daemon.manager is not None and daemon.store is not None
+        manager, store = daemon.manager, daemon.store
+        async with Client(daemon.url) as client:
+            await client.subscribe()
+            job = await client.call("launch", solver="fake-smp", input=str(env.deck(wall_s=60)))
+            await client.wait_for(job["id"], "running")
+            real_get_many = store.get_many
+
+            async def slow_get_many(ids):  # type: ignore[no-untyped-def]
+                # The job ends while the listing waits for the store (as under load).
+                await client.call("stop", id=job["id"], force=True)
+                await client.wait_for(job["id"], "stopped")
+                return await real_get_many(ids)
+
+            store.get_many = slow_get_many  # type: ignore[method-assign]
+            try:
+                listed = await manager.list_wire(None, 100)
+            finally:
+                store.get_many = real_get_many  # type: ignore[method-assign]
+            assert [j["id"] for j in listed] == [job["id"]]
