@@ -296,7 +296,6 @@ class TestNotAuthorised:
 class TestListingRace:
     async def test_a_job_ending_during_a_listing_is_still_listed(self, env: Env, daemon: Daemon) -> None:
         """listJobs reads rows in the store thread; a job that ends meanwhile is not dropped."""
-
         assert daemon.manager is not None and daemon.store is not None
         manager, store = daemon.manager, daemon.store
         async with Client(daemon.url) as client:
