@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 import dataclasses
 import logging
 import os
@@ -29,7 +28,6 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 import psutil
 
 from serv import lstc, orphans, proctree, workdir
-from serv.api import job_to_wire
 from serv.config import Config, SolverProfile
 from serv.core.cores import CoreAllocator
 from serv.core.licenses import LicenseOverbooking, LicensePools
@@ -48,6 +46,7 @@ from serv.errors import (
     StoreUnavailable,
     UnknownSolver,
 )
+from serv.listing import JobListing
 from serv.logs import job_log
 from serv.output import Tailer
 from serv.platform import TAG_VAR, current
@@ -75,7 +74,6 @@ TAIL_INTERVAL_S = 1.0
 PROGRESS_COMMIT_S = 10.0
 TAIL_MAX_SKIP = 8
 OUTPUT_CHUNK = 64 * 1024
-ENDED_WIRE_CACHE = 20_000
 
 
 def utcnow() -> datetime:
@@ -135,7 +133,7 @@ class JobManager:
         self._on_cores = on_cores
         self._on_output = on_output
         self._tailer = Tailer()
-        self._ended_wire: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self.listing = JobListing(store, self.jobs)
         # One thread reads every job's output and runs its parser: no thread per job.
         self._tail_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,6 +148,7 @@ class JobManager:
     async def start(self) -> None:
         """Re-adopt or end the jobs the store holds as live, then start queued work."""
         self._loop = asyncio.get_running_loop()
+        await self.listing.load()
         await self._recover()
         await self.schedule()
         self._spawn(self._tail_loop(), "output tailing")
@@ -214,8 +213,13 @@ class JobManager:
         else:
             self.jobs.pop(job.id, None)
             self._locks.pop(job.id, None)
-        self._on_job(job)
+        self._announce(job)
         return job
+
+    def _announce(self, job: Job) -> None:
+        """Tell the listing, then the subscribers, about a committed record."""
+        self.listing.saw(job)
+        self._on_job(job)
 
     async def _move(self, job: Job, to: JobStatus, message: str | None = None, **changes: Any) -> Job:
         moved = transition(job, to, at=utcnow(), message=message)
@@ -242,35 +246,12 @@ class JobManager:
         return [self.jobs.get(j.id, j) for j in stored]
 
     def wire(self, job: Job) -> dict[str, Any]:
-        """The contract's wire form; an ended job's never changes, so it is kept (bounded)."""
-        cached = self._ended_wire.get(job.id)
-        if cached is not None:
-            return cached
-        wired = job_to_wire(job, utcnow())
-        if job.status.is_terminal:
-            self._ended_wire[job.id] = wired
-            if len(self._ended_wire) > ENDED_WIRE_CACHE:
-                self._ended_wire.popitem(last=False)
-        return wired
+        """The contract's wire form of `job` (see serv.listing)."""
+        return self.listing.wire(job)
 
     async def list_wire(self, status: JobStatus | None, limit: int) -> list[dict[str, Any]]:
-        """listJobs: ids from the store, live jobs from memory, ended ones from the cache;
-        only jobs seen for the first time are read and converted."""
-        ids = await self.store.list_ids(status=status, limit=limit)
-        # Live jobs are fetched too: one that ends during the await below leaves memory
-        # without entering the cache, and must still be listed (from its row).
-        missing = [i for i in ids if i not in self._ended_wire]
-        fetched = {job.id: job for job in await self.store.get_many(missing)}
-        result = []
-        for job_id in ids:
-            live = self.jobs.get(job_id)
-            if live is not None:
-                result.append(self.wire(live))
-            elif job_id in self._ended_wire:
-                result.append(self._ended_wire[job_id])
-            elif job_id in fetched:
-                result.append(self.wire(fetched[job_id]))
-        return result
+        """listJobs' answer (see serv.listing)."""
+        return await self.listing.list_wire(status, limit)
 
     # ----------------------------------------------------------------- launch
 
@@ -897,7 +878,7 @@ class JobManager:
                 await self.store.commit_many(changed)
                 for job in changed:
                     self.jobs[job.id] = job
-                    self._on_job(job)
+                    self._announce(job)
             job_log(log, job_id).info("moved to queue position %d", position)
         await self.schedule()
         return queue_order(self.jobs.values())
@@ -1087,7 +1068,7 @@ class JobManager:
                         self._rt[job.id].progress_saved_at = now
             for new in changed:
                 self.jobs[new.id] = new
-                self._on_job(new)
+                self._announce(new)
 
     async def _drain_output(self, job_id: int) -> Progress | None:
         """Read what is left of a job's output and stop following it; the final snapshot."""
