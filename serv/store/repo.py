@@ -269,6 +269,10 @@ class Store:
             raise ValueError(f"limit must be at least 1, got {limit}")
         return await self._call(self._list_ids_sync, status, limit)
 
+    async def statuses(self) -> builtins.list[tuple[int, JobStatus]]:
+        """(id, status) of every job, newest first: an in-memory index's starting point."""
+        return await self._call(self._statuses_sync)
+
     async def get_many(self, job_ids: Sequence[int]) -> builtins.list[Job]:
         """The jobs with these ids that exist, in no particular order."""
         if not job_ids:
@@ -527,6 +531,10 @@ class Store:
         if status is not None:
             stmt = stmt.where(JobRow.status == status.value)
         return self._read("job ids", lambda s: list(s.scalars(stmt)))
+
+    def _statuses_sync(self) -> builtins.list[tuple[int, JobStatus]]:
+        stmt = select(JobRow.id, JobRow.status).order_by(JobRow.id.desc())
+        return self._read("job statuses", lambda s: [(i, JobStatus(v)) for i, v in s.execute(stmt)])
 
     def _get_many_sync(self, job_ids: builtins.list[int]) -> builtins.list[Job]:
         stmt = select(JobRow).where(JobRow.id.in_(job_ids))

@@ -278,6 +278,14 @@ class TestQueries:
         ]
         assert await store.list(status=S.FINISHED) == []
 
+    async def test_statuses_lists_every_job_newest_first_with_its_status(self, store: Store) -> None:
+        """statuses() is (id, status) of every job, newest first, the current status."""
+        jobs = [await store.create(spec(f"j{i}"), at=T0) for i in range(3)]
+        await store.commit(transition(jobs[0], S.STARTING, at=T0), previous=S.QUEUED)
+        assert await store.statuses() == [
+            (jobs[2].id, S.QUEUED), (jobs[1].id, S.QUEUED), (jobs[0].id, S.STARTING),
+        ]
+
     async def test_list_refuses_a_limit_below_one(self, store: Store) -> None:
         """limit=0 is a caller bug, not an empty page."""
         with pytest.raises(ValueError, match="limit"):
