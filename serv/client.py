@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -104,18 +104,28 @@ class Client:
 
     async def wait_for(self, job_id: int, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
         """The job once its status is one of `statuses` (subscribe to "jobs" first)."""
-        job = await self.call("getJob", id=job_id)
+        return await self.wait_until(
+            job_id, lambda job: job["status"] in statuses, "/".join(statuses), timeout=timeout
+        )
+
+    async def wait_until(
+        self, job_id: int, test: Callable[[dict[str, Any]], bool], what: str, *, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The job once `test(job)` holds, from getJob and then its `jobChanged`
+        notifications (subscribe to "jobs" first); TimeoutError names `what`."""
+        job: dict[str, Any] = await self.call("getJob", id=job_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while job["status"] not in statuses:
+        while not test(job):
             left = deadline - loop.time()
             if left <= 0:
-                raise TimeoutError(f"job {job_id} not {'/'.join(statuses)} after {timeout:.1f} s; last seen {job['status']}")
+                raise TimeoutError(
+                    f"job {job_id} not {what} after {timeout:.1f} s; last seen {job['status']}: {job['message']!r}"
+                )
             try:
                 note = await self.next_notification("jobChanged", left)
             except TimeoutError:
                 continue
             if note["job"]["id"] == job_id:
                 job = note["job"]
-        result: dict[str, Any] = job
-        return result
+        return job

@@ -13,6 +13,7 @@ store thread and another command could otherwise act on the stale record meanwhi
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import logging
@@ -33,7 +34,7 @@ from serv.core.cores import CoreAllocator
 from serv.core.licenses import LicenseOverbooking, LicensePools
 from serv.core.ending import ExitInfo, decide_ending
 from serv.core.jobs import Job, JobSpec, ProcIdentity
-from serv.core.queue import plan_admissions, queue_order, reorder
+from serv.core.queue import plan_admissions, queue_key, queue_order, reorder
 from serv.core.recovery import Action, Observation, decide
 from serv.core.states import JobStatus, Termination, transition
 from serv.errors import (
@@ -50,7 +51,7 @@ from serv.listing import JobListing
 from serv.logs import job_log
 from serv.output import Tailer
 from serv.platform import TAG_VAR, current
-from serv.profiles import resolve_profile
+from serv.profiles import ResolvedProfile, resolve_profile
 from serv.solvers import family_of
 from serv.solvers.base import GracefulStop, LaunchContext, OutputVerdict
 from serv.solvers.mpi import rank_signal
@@ -73,6 +74,17 @@ TAIL_INTERVAL_S = 1.0
 # and a commit per job per tick was a fifth of the daemon's cost with hundreds of jobs.
 PROGRESS_COMMIT_S = 10.0
 TAIL_MAX_SKIP = 8
+# A profile's executable is looked up on PATH at most this often: a launch should not pay
+# for stat calls on every PATH folder, and a program removed meanwhile still fails the job
+# at spawn time with the OS's reason.
+RESOLVE_TTL_S = 5.0
+# Planning looks at this many queued jobs, and further only while cores are free: a pass
+# after every start and end must not cost O(queue length) with thousands queued.
+PLAN_WINDOW = 64
+DEEP_IN_QUEUE = f"queued behind {PLAN_WINDOW} or more jobs"
+# Processes of ended jobs that left their process group (setsid) are looked for by tag in
+# one scan for all jobs ended within this interval, not in one scan per job.
+LATE_SWEEP_S = 1.0
 OUTPUT_CHUNK = 64 * 1024
 
 
@@ -98,6 +110,7 @@ class Runtime:
     shown: tuple[object, ...] | None = None
     tail_every: int = 1  # read this job's output every Nth tail tick (doubles while silent)
     progress_saved_at: float = 0.0  # monotonic time of the last progress commit
+    setup: Callable[[], None] | None = None  # output set-up the tail thread still has to run
 
     def active_now(self) -> float:
         """Monotonic seconds that stop while the job is paused (ETAs exclude paused time)."""
@@ -127,6 +140,15 @@ class JobManager:
         self._rt: dict[int, Runtime] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._schedule_lock = asyncio.Lock()
+        self._schedule_wanted = False
+        self._resolved: dict[str, tuple[SolverProfile, float, ResolvedProfile]] = {}
+        self._late_sweep: dict[str, float] = {}  # tag → the job's start (epoch seconds)
+        self._demands: dict[int, tuple[object, dict[str, int]]] = {}
+        # Queued jobs in queue order, kept sorted as jobs come and go (bisect), with each
+        # one's current key; `_with_after` are the queued jobs that wait for others.
+        self._queue_index: list[tuple[tuple[int, float], int]] = []
+        self._queue_keys: dict[int, tuple[int, float]] = {}
+        self._with_after: set[int] = set()
         self._reserved: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_job = on_job
@@ -213,13 +235,32 @@ class JobManager:
         else:
             self.jobs.pop(job.id, None)
             self._locks.pop(job.id, None)
+            self._demands.pop(job.id, None)
         self._announce(job)
         return job
 
     def _announce(self, job: Job) -> None:
         """Tell the listing, then the subscribers, about a committed record."""
+        self._index_queue(job)
         self.listing.saw(job)
         self._on_job(job)
+
+    def _index_queue(self, job: Job) -> None:
+        """Keep the queue index in step with `job`'s record."""
+        old = self._queue_keys.get(job.id)
+        new = queue_key(job) if job.status is S.QUEUED else None
+        if old == new:
+            return
+        if old is not None:
+            at = bisect.bisect_left(self._queue_index, (old, job.id))
+            del self._queue_index[at]
+            del self._queue_keys[job.id]
+            self._with_after.discard(job.id)
+        if new is not None:
+            bisect.insort(self._queue_index, (new, job.id))
+            self._queue_keys[job.id] = new
+            if job.after:
+                self._with_after.add(job.id)
 
     async def _move(self, job: Job, to: JobStatus, message: str | None = None, **changes: Any) -> Job:
         moved = transition(job, to, at=utcnow(), message=message)
@@ -319,11 +360,11 @@ class JobManager:
         Nothing is created when it raises.
         """
         profile = self._profile(solver)
-        resolved = await asyncio.to_thread(resolve_profile, profile)
-        if not resolved.available:
-            raise UnknownSolver(f"solver profile {solver!r} is unavailable: {resolved.reason}")
         family = family_of(profile.family)
-        path = await asyncio.to_thread(self._check_input, input)
+        if restart is not None and not DUMP_NAME.match(restart):
+            raise BadParam(f"param 'restart': {restart!r} is not a restart dump name like d3dump01")
+        # One thread hop for everything that touches the disk.
+        resolved, path = await asyncio.to_thread(self._prepare_sync, profile, input, restart)
         if profile.book_cores and ncpu > self.allocator.usable_count:
             raise ExceedsMachine(
                 f"param 'ncpu': {ncpu} exceeds the {self.allocator.usable_count} usable cores"
@@ -332,11 +373,6 @@ class JobManager:
             raise BadParam(f"param 'memory': {memory!r} is not a size like 2000m or 500000000")
         family.validate_args(args)
         folder = path.parent
-        if restart is not None:
-            if not DUMP_NAME.match(restart):
-                raise BadParam(f"param 'restart': {restart!r} is not a restart dump name like d3dump01")
-            if not (folder / restart).is_file():
-                raise InputRejected(f"param 'restart': {restart!r} not found in {folder}")
         if backend != "local":
             raise BackendDown(f"param 'backend': backend {backend!r} is not available on this daemon")
         pools = dict(licenses or {})
@@ -377,46 +413,108 @@ class JobManager:
         # folder cannot both pass the check above.
         self._reserved.add(workdir_key)
         try:
-            job = await self.store.create(spec, at=utcnow())
-            job = dataclasses.replace(
-                job, extra={**(extra or {}), "process_names": list(profile.process_names)}
+            # Planning looks only so deep (PLAN_WINDOW): a job that lands behind that many
+            # says so until a pass reaches it and names what it waits for.
+            job = await self.store.create(
+                spec, at=utcnow(), extra={**(extra or {}), "process_names": list(profile.process_names)},
+                message=DEEP_IN_QUEUE if len(self._queue_index) >= PLAN_WINDOW else "",
             )
-            job = await self._save(job)
         except StoreUnavailable:
             self.db_ok = False
             raise
         finally:
             self._reserved.discard(workdir_key)
+        self.db_ok = True
+        self.jobs[job.id] = job
         job_log(log, job.id).info(
             "queued: %s %s ncpu=%d in %s", solver, path.name, ncpu, workdir_key
         )
-        await self.schedule()
-        return self.jobs.get(job.id, job)
+        self._announce(job)
+        # The answer does not wait for the start: the queue is planned once for however
+        # many launches arrive together (a script submitting 200 load cases).
+        self.request_schedule()
+        return job
+
+    def _prepare_sync(
+        self, profile: SolverProfile, raw_input: str, restart: str | None
+    ) -> tuple[ResolvedProfile, Path]:
+        """Thread: the profile's programs found, the input checked, the restart dump found.
+        Raises UnknownSolver, InputRejected."""
+        resolved = self._resolve_sync(profile)
+        if not resolved.available:
+            raise UnknownSolver(f"solver profile {profile.name!r} is unavailable: {resolved.reason}")
+        path = self._check_input(raw_input)
+        if restart is not None and not (path.parent / restart).is_file():
+            raise InputRejected(f"param 'restart': {restart!r} not found in {path.parent}")
+        return resolved, path
+
+    def _resolve_sync(self, profile: SolverProfile) -> ResolvedProfile:
+        """Thread: `resolve_profile`, remembered for RESOLVE_TTL_S per profile (a reloaded
+        profile is a new object and is looked up afresh)."""
+        now = time.monotonic()
+        known = self._resolved.get(profile.name)
+        if known is not None and known[0] is profile and now - known[1] < RESOLVE_TTL_S:
+            return known[2]
+        resolved = resolve_profile(profile)
+        self._resolved[profile.name] = (profile, now, resolved)
+        return resolved
 
     # ----------------------------------------------------------------- scheduling
 
+    def request_schedule(self) -> None:
+        """Plan the queue soon: once for all the events of this loop turn, in a task of its
+        own, so that whoever frees or adds work does not wait for the starts it allows."""
+        if self._schedule_wanted:
+            return
+        self._schedule_wanted = True
+
+        async def run() -> None:
+            self._schedule_wanted = False
+            await self.schedule()
+
+        self._spawn(run(), "schedule")
+
     async def schedule(self) -> None:
         """Start every queued job that fits now, in queue order; record why the rest wait.
-        Runs after every event that frees or books resources, never on a poll."""
+        Runs after every event that frees or books resources, never on a poll.
+
+        Looks at the first PLAN_WINDOW queued jobs, and further only while cores are free
+        (serv.core.queue); the others keep the reason they had (DEEP_IN_QUEUE from their
+        launch)."""
         async with self._schedule_lock:
-            queued = [j for j in self.jobs.values() if j.status is S.QUEUED]
-            ready = []
-            for job in sorted(queued, key=lambda j: j.id):
-                if not job.after or await self._dependency_block(job) is None:
-                    ready.append(job)
-            demands = {job.id: self.demand(job) for job in ready}
-            pools = {pool for d in demands.values() for pool in d}
+            blocked = set()
+            for job_id in sorted(self._with_after):
+                job = self.jobs.get(job_id)
+                if job is not None and job.status is S.QUEUED and await self._dependency_block(job) is not None:
+                    blocked.add(job_id)
+            ordered = [job_id for _key, job_id in self._queue_index if job_id not in blocked]
+            pools = self.licences.limited_pools()
             plan = plan_admissions(
-                ready,
+                (self.jobs[job_id] for job_id in ordered),
                 self.allocator.free_count(),
                 {pool: self.licences.free(pool) for pool in pools},
-                lambda job: demands[job.id],
+                self._demand_of,
                 self.cores_of,
+                window=PLAN_WINDOW,
+                in_order=True,
             )
             for job_id in plan.start:
                 await self._start(job_id)
             for job_id, why in plan.waiting.items():
-                await self._note_waiting(job_id, why)
+                known = self.jobs.get(job_id)
+                if known is not None and known.message != why:
+                    await self._note_waiting(job_id, why)
+
+    def _demand_of(self, job: Job) -> dict[str, int]:
+        """`demand(job)`, remembered while the job and its profile stay the same: a queue
+        of a thousand jobs is planned after every start and end."""
+        key = (job.ncpu, job.licenses, job.solver, self.config.solvers.get(job.solver))
+        known = self._demands.get(job.id)
+        if known is not None and known[0] == key:
+            return known[1]
+        need = self.demand(job)
+        self._demands[job.id] = (key, need)
+        return need
 
     async def _dependency_block(self, job: Job) -> str | None:
         """None when `job` may start as far as its `after` list goes; else why it waits.
@@ -464,9 +562,11 @@ class JobManager:
                 jlog.warning("not started: %s", exc)
                 self.allocator.release(job_id)
                 return
-            jlog.info("allocated cores %s%s", list(cores), f", licences {taken}" if taken else "")
+            booked = f"cores {list(cores)}" + (f", licences {taken}" if taken else "")
             family = family_of(job.family)
-            resolved = await asyncio.to_thread(resolve_profile, profile) if profile else None
+            resolved = self._resolved_now(profile)
+            if resolved is None and profile is not None:
+                resolved = await asyncio.to_thread(self._resolve_sync, profile)
             pin = self._pinning_enabled(profile)
             ctx = LaunchContext(
                 executable=resolved.executable if resolved and resolved.executable else Path(job.solver),
@@ -477,6 +577,8 @@ class JobManager:
                 extra_args=profile.extra_args if profile else (),
             )
             plan = family.plan(job, ctx)
+            # Committed before the spawn: a daemon that dies in between finds a `starting`
+            # job and looks for its processes by tag, instead of starting it a second time.
             job = await self._move(
                 job, S.STARTING, "starting", allocated_cores=cores or None, command=plan.argv
             )
@@ -486,36 +588,48 @@ class JobManager:
                 await self._fail_start(job, f"could not start: {why}")
                 return
             env = {**os.environ, **plan.env, TAG_VAR: self.tag_prefix + str(job_id)}
-            folder = Path(job.workdir)
             try:
-                popen = await asyncio.to_thread(
-                    current.spawn_detached,
-                    plan.argv,
-                    cwd=folder,
-                    env=env,
-                    stdout_path=folder / "stdout",
-                    cores=(cores or None) if pin else None,
-                    nice=job.nice,
+                popen, launcher = await asyncio.to_thread(
+                    self._spawn_sync, plan.argv, Path(job.workdir), env, (cores or None) if pin else None, job.nice
                 )
             except OSError as exc:
                 await self._fail_start(job, f"could not start {plan.argv[0]}: {exc}")
                 return
             rt = self._rt.setdefault(job_id, Runtime())
             rt.popen = popen
-            if job.nice:
-                await asyncio.to_thread(current.apply_priority, [popen.pid], job.nice)
-            launcher = await asyncio.to_thread(proctree.identity, popen.pid)
             rt.launcher = launcher
-            jlog.info("spawned launcher pid %d: %s", popen.pid, " ".join(plan.argv))
+            jlog.info("spawned launcher pid %d on %s: %s", popen.pid, booked, " ".join(plan.argv))
             if launcher is not None:
-                job = await self._save(
-                    dataclasses.replace(
-                        job, launcher_pid=launcher.pid, launcher_create_time=launcher.create_time
-                    )
+                # Kept in memory and written with the next transition (running, or the end):
+                # recovery finds the launcher by its tag, so it needs no commit of its own.
+                job = dataclasses.replace(
+                    job, launcher_pid=launcher.pid, launcher_create_time=launcher.create_time
                 )
+                self.jobs[job_id] = job
             self._watch(job_id, popen.pid, self._on_launcher_exit)
-            await self._begin_output(job)
+            self._begin_output(job)
             rt.search = self._spawn(self._search_solver(job_id, popen.pid), f"job {job_id} pid search")
+
+    def _resolved_now(self, profile: SolverProfile | None) -> ResolvedProfile | None:
+        """The remembered lookup of `profile` when still fresh (no thread hop), else None."""
+        if profile is None:
+            return None
+        known = self._resolved.get(profile.name)
+        if known is not None and known[0] is profile and time.monotonic() - known[1] < RESOLVE_TTL_S:
+            return known[2]
+        return None
+
+    @staticmethod
+    def _spawn_sync(
+        argv: Sequence[str], folder: Path, env: dict[str, str], cores: Sequence[int] | None, nice: int
+    ) -> tuple[Any, ProcIdentity | None]:
+        """Thread: start the launcher detached; its identity; its priority."""
+        popen = current.spawn_detached(
+            argv, cwd=folder, env=env, stdout_path=folder / "stdout", cores=cores, nice=nice
+        )
+        if nice:
+            current.apply_priority([popen.pid], nice)
+        return popen, proctree.identity(popen.pid)
 
     def _pinning_enabled(self, profile: SolverProfile | None) -> bool:
         if not self.config.cores.pin or (profile is not None and not profile.book_cores):
@@ -529,7 +643,7 @@ class JobManager:
         self._on_cores()
         job_log(log, job.id).error("%s", message)
         await self._move(job, S.FAILED, message)
-        self._spawn(self.schedule(), "schedule")
+        self.request_schedule()
 
     # ----------------------------------------------------------------- real PID
 
@@ -542,6 +656,9 @@ class JobManager:
         deadline = begun + self.config.jobs.pid_search_s
         delay = 0.002
         rt = self._rt[job_id]
+        # The first look comes after a moment: before it, the launcher has rarely exec'd the
+        # solver, and a job that ends at once needs no search at all.
+        await asyncio.sleep(0.004)
         while not rt.ending:
             found = await asyncio.to_thread(proctree.find_solver, launcher_pid, names)
             if found is not None:
@@ -623,7 +740,10 @@ class JobManager:
                 if code < 0
                 else ExitInfo(code=code, solver_reaped=solver_is_launcher)
             )
-            job_log(log, job_id).info("launcher pid %d exited with %d", rt.popen.pid, code)
+            # The job's end names a failing code; a clean exit is routine (one line less per job).
+            job_log(log, job_id).log(
+                logging.INFO if code else logging.DEBUG, "launcher pid %d exited with %d", rt.popen.pid, code
+            )
         rt.launcher_done.set()
         job = self.jobs.get(job_id)
         if job is not None and (job.pid is None or rt.launcher is None or job.pid == rt.launcher.pid):
@@ -651,7 +771,11 @@ class JobManager:
             except TimeoutError:
                 jlog.warning("launcher pid %d still running after its solver ended", rt.popen.pid)
         job = self.jobs[job_id]
-        leftovers = await asyncio.to_thread(self._kill_tree_sync, job)
+        if self._needs_sweep(job, rt):
+            leftovers = await asyncio.to_thread(self._kill_tree_sync, job)
+        else:
+            leftovers = []
+            self._sweep_later(job)
         if leftovers:
             jlog.warning("killed %d leftover processes of the job: %s", len(leftovers), leftovers)
             if rt.popen is not None and not rt.launcher_done.is_set():
@@ -659,19 +783,9 @@ class JobManager:
                     await asyncio.wait_for(rt.launcher_done.wait(), LAUNCHER_LINGER_S)
                 except TimeoutError:
                     jlog.error("launcher pid %d survived SIGKILL", rt.popen.pid)
-        snap = await self._drain_output(job_id)
-        if snap is not None and snap.termination is not None:
-            failure = snap.message if snap.termination is Termination.ERROR else None
-            verdict = OutputVerdict(snap.termination, failure)
-        else:
-            verdict = await asyncio.to_thread(read_verdict, job)
-        dump = await asyncio.to_thread(workdir.newest_dump, Path(job.workdir), job.started_at)
-        exit_info = rt.launcher_exit
-        if exit_info is not None and not exit_info.solver_reaped and exit_info.code and verdict.termination is None:
-            tail = await asyncio.to_thread(workdir.read_tail, Path(job.workdir) / "stdout", 16384)
-            sig = rank_signal(tail)
-            if sig is not None:
-                exit_info = ExitInfo(signal=sig, solver_reaped=False)
+        snap, verdict, dump, exit_info = await asyncio.get_running_loop().run_in_executor(
+            self._tail_pool, self._collect_end_sync, job, rt.launcher_exit
+        )
         for handle in rt.handles:
             handle.cancel()
         rt.handles.clear()
@@ -701,7 +815,7 @@ class JobManager:
             finally:
                 self._rt.pop(job_id, None)
                 self._on_cores()
-        await self.schedule()
+        self.request_schedule()
 
     def _roots(self, job: Job) -> list[ProcIdentity]:
         rt = self._rt.get(job.id)
@@ -735,7 +849,7 @@ class JobManager:
                 return job
             if job.status is S.QUEUED:
                 job = await self._move(job, S.CANCELLED, "cancelled by user before it started")
-                self._spawn(self.schedule(), "schedule")
+                self.request_schedule()
                 return job
             if job.status is S.STOPPING:
                 if force:
@@ -910,7 +1024,7 @@ class JobManager:
 
     def queue(self) -> list[Job]:
         """The queued jobs in the order they will be considered."""
-        return queue_order(self.jobs.values())
+        return [self.jobs[job_id] for _key, job_id in self._queue_index]
 
     def _require_queued(self, job_id: int, stored: Job, verb: str) -> Job:
         job = self.jobs.get(job_id) or stored
@@ -977,8 +1091,12 @@ class JobManager:
 
     # ----------------------------------------------------------------- output tailing
 
-    async def _begin_output(self, job: Job) -> None:
-        """Start following the job's stdout and side files; feed its deck once."""
+    def _begin_output(self, job: Job) -> None:
+        """Start following the job's stdout and side files; feed its deck once.
+
+        Done by the tail thread the first time it touches the job (its next tick, or the
+        job's end), not by a hop of its own: a job that ends within milliseconds costs one
+        visit to that thread, not two."""
         family = family_of(job.family)
         rt = self._rt.setdefault(job.id, Runtime())
         parser = family.new_parser(job)
@@ -988,20 +1106,33 @@ class JobManager:
         deck = Path(job.input) if family.reads_deck else None
         # A second of slack: file systems store mtimes coarser than the clock we compare with.
         since = job.started_at.timestamp() - 1.0 if job.started_at else 0.0
+        job_id = job.id
 
         def setup() -> None:
-            self._tailer.add(job.id, Path(job.workdir), files, since)
+            self._tailer.add(job_id, Path(job.workdir), files, since)
             if deck is not None:
                 parser.feed(DECK, workdir.read_deck_lines(deck), rt.active_now())
+            rt.parser = parser
 
-        await asyncio.get_running_loop().run_in_executor(self._tail_pool, setup)
-        rt.parser = parser
+        rt.setup = setup
+
+    def _set_up_sync(self, job_id: int, rt: Runtime) -> None:
+        """Tail thread: run a job's pending output set-up (see _begin_output), once."""
+        setup, rt.setup = rt.setup, None
+        if setup is None:
+            return
+        try:
+            setup()
+        except OSError:
+            job_log(log, job_id).exception("cannot follow the output")
 
     def _read_outputs(self, job_ids: list[int]) -> dict[int, tuple[Progress, str]]:
         """Tail thread: new output of each job through its parser."""
         results: dict[int, tuple[Progress, str]] = {}
         for job_id in job_ids:
             rt = self._rt.get(job_id)
+            if rt is not None:
+                self._set_up_sync(job_id, rt)
             if rt is None or rt.parser is None:
                 continue
             chunks = self._tailer.read_job(job_id)
@@ -1023,7 +1154,7 @@ class JobManager:
             tick += 1
             due = [
                 (jid, rt) for jid, rt in list(self._rt.items())
-                if rt.parser is not None and not rt.ending and tick % rt.tail_every == 0
+                if (rt.parser is not None or rt.setup is not None) and not rt.ending and tick % rt.tail_every == 0
             ]
             if not due:
                 continue
@@ -1070,21 +1201,80 @@ class JobManager:
                 self.jobs[new.id] = new
                 self._announce(new)
 
-    async def _drain_output(self, job_id: int) -> Progress | None:
-        """Read what is left of a job's output and stop following it; the final snapshot."""
+    def _drain_sync(self, job_id: int) -> tuple[Progress | None, str]:
+        """Tail thread: what is left of a job's output, and stop following it."""
         rt = self._rt.get(job_id)
+        if rt is not None:
+            self._set_up_sync(job_id, rt)
         if rt is None or rt.parser is None:
-            return None
+            return None, ""
+        result = self._read_outputs([job_id]).get(job_id)
+        self._tailer.remove(job_id)
+        return result if result is not None else (rt.parser.snapshot(), "")
 
-        def drain() -> tuple[Progress, str]:
-            result = self._read_outputs([job_id]).get(job_id)
-            self._tailer.remove(job_id)
-            assert rt.parser is not None
-            return result if result is not None else (rt.parser.snapshot(), "")
+    def _collect_end_sync(
+        self, job: Job, exit_info: ExitInfo | None
+    ) -> tuple[Progress | None, OutputVerdict, str | None, ExitInfo | None]:
+        """Tail thread, in one hop: the last output and progress, the verdict (from the
+        parser, else the end of stdout), the newest restart dump, and a rank's signal
+        named in stdout when mpiexec only reports a non-zero code."""
+        snap, text = self._drain_sync(job.id)
+        if text:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._stream, job.id, text)
+        if snap is not None and snap.termination is not None:
+            failure = snap.message if snap.termination is Termination.ERROR else None
+            verdict = OutputVerdict(snap.termination, failure)
+        else:
+            verdict = read_verdict(job)
+        dump = workdir.newest_dump(Path(job.workdir), job.started_at)
+        if exit_info is not None and not exit_info.solver_reaped and exit_info.code and verdict.termination is None:
+            sig = rank_signal(workdir.read_tail(Path(job.workdir) / "stdout", 16384))
+            if sig is not None:
+                exit_info = ExitInfo(signal=sig, solver_reaped=False)
+        return snap, verdict, dump, exit_info
 
-        snap, text = await asyncio.get_running_loop().run_in_executor(self._tail_pool, drain)
-        self._stream(job_id, text)
-        return snap
+    # ----------------------------------------------------------------- leftovers
+
+    def _needs_sweep(self, job: Job, rt: Runtime) -> bool:
+        """Whether the end of `job` must look for its leftover processes now. Not when the
+        daemon spawned the launcher, has reaped it, and nothing is left in the process group
+        it led (one system call instead of a scan of every process on the host)."""
+        if rt.popen is None or not rt.launcher_done.is_set():
+            return True
+        profile = self.config.solvers.get(job.solver)
+        if profile is None or str(profile.mpi) != "none":
+            # MPI ranks run in sessions of their own, outside the launcher's group
+            # (lab-findings §1): only the full sweep finds them.
+            return True
+        return current.group_has_members(rt.popen.pid) is not False
+
+    def _sweep_later(self, job: Job) -> None:
+        """Look for processes of the ended `job` that left its process group (setsid) by tag,
+        together with every other job ended within LATE_SWEEP_S: one scan, not one per job."""
+        first = not self._late_sweep
+        since = job.started_at.timestamp() - 2.0 if job.started_at else 0.0
+        self._late_sweep[self.tag_prefix + str(job.id)] = since
+        if first:
+            self._spawn(self._run_late_sweep(), "late sweep")
+
+    async def _run_late_sweep(self) -> None:
+        await asyncio.sleep(LATE_SWEEP_S)
+        tags, self._late_sweep = self._late_sweep, {}
+        killed = await asyncio.to_thread(self._kill_tagged_sync, tags)
+        for tag, pids in killed.items():
+            job_log(log, int(tag.rsplit(":", 1)[1])).warning(
+                "killed %d processes that outlived the job outside its process group: %s", len(pids), pids
+            )
+
+    def _kill_tagged_sync(self, tags: dict[str, float]) -> dict[str, list[int]]:
+        """Thread: SIGKILL every process carrying one of `tags` (tag → its job's start)."""
+        found = proctree.tagged(self.tag_prefix, min(tags.values()))
+        killed = {}
+        for tag in tags:
+            if found.get(tag):
+                killed[tag] = proctree.signal_all(found[tag], current.KILL)
+        return {tag: pids for tag, pids in killed.items() if pids}
 
     # ----------------------------------------------------------------- output
 
@@ -1181,6 +1371,7 @@ class JobManager:
         for job in stored:
             if job.status is S.QUEUED:
                 self.jobs[job.id] = job
+                self._index_queue(job)
                 continue
             seen = await asyncio.to_thread(self._observe, job, tagged.get(self.tag_prefix + str(job.id), []))
             decision = decide(job, seen, requires_banner=family_of(job.family).requires_banner)
@@ -1245,7 +1436,7 @@ class JobManager:
             job = await self._save(dataclasses.replace(job, allocated_cores=cores))
             assert rt.launcher is not None
             jlog.info("re-adopted while starting; resuming the pid search under %d", rt.launcher.pid)
-            await self._begin_output(job)
+            self._begin_output(job)
             self._watch_identity(job.id, rt.launcher, self._on_launcher_exit)
             rt.search = self._spawn(self._search_solver(job.id, rt.launcher.pid), f"job {job.id} pid search")
             return
@@ -1265,7 +1456,7 @@ class JobManager:
         jlog.info("re-adopted solver pid %d (%s)", solver.pid, job.status)
         if job.status is S.PAUSED:
             rt.paused_since = time.monotonic()
-        await self._begin_output(job)
+        self._begin_output(job)
         self._watch_identity(job.id, solver, self._on_solver_exit)
         if job.status is S.STOPPING:
             self._start_stop(job, force=False)

@@ -197,6 +197,11 @@ class LicensePools:
 
     # -- queries -----------------------------------------------------------------------
 
+    def limited_pools(self) -> set[str]:
+        """The pools with a bound (a configured size or a server maximum); any other pool
+        is unlimited."""
+        return set(self._sizes) | set(self._server_max)
+
     def held(self, pool: str) -> int:
         """Licences of `pool` this daemon's jobs hold together."""
         return sum(demand.get(pool, 0) for demand in self._held.values())

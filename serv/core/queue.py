@@ -5,6 +5,11 @@ The first job that cannot start is the *head*. A job behind it may start ahead o
 (backfill) only when that cannot delay the head: it must fit now, leave the head's full
 demand of every resource the head is not short of, and take nothing the head is waiting
 for. With no run-time estimates this is the only backfill that provably never delays it.
+
+A queue can hold thousands of jobs and is planned after every start and end, so planning
+may stop after a `window` of jobs once no core is left: nothing behind could start then
+(except a job that books no core, which waits until it is within the window), and the
+jobs it did not reach keep the reason they had.
 """
 
 from __future__ import annotations
@@ -53,12 +58,18 @@ def plan_admissions(
     free_licences: Mapping[str, int | None] | None = None,
     demand: Callable[[Job], Demand] = lambda job: {},
     cores_of: Callable[[Job], int] = lambda job: job.ncpu,
+    *,
+    window: int | None = None,
+    in_order: bool = False,
 ) -> Admission:
     """Decide which queued jobs start with the resources free now.
 
     `free_licences` maps pool → free count (None: unlimited); `demand(job)` gives the
     licences a job takes and `cores_of(job)` the cores it books (0 for profiles that book
-    none). Pure: the caller books what `start` lists, in that order.
+    none). With `window`, jobs after the first `window` are looked at only while a core is
+    free (they get no entry in `waiting` otherwise). `in_order`: `jobs` are queued jobs
+    already in queue order (they are then consumed lazily). Pure: the caller books what
+    `start` lists, in that order.
     """
     cores = free_cores
     licences: dict[str, int | None] = dict(free_licences or {})
@@ -79,7 +90,9 @@ def plan_admissions(
             if free is not None:
                 licences[pool] = free - count
 
-    for job in queue_order(jobs):
+    for position, job in enumerate(jobs if in_order else queue_order(jobs)):
+        if window is not None and position >= window and cores <= 0:
+            break
         need = demand(job)
         ncpu = cores_of(job)
         short = _shortfalls(ncpu, need, cores, licences)

@@ -32,6 +32,7 @@ __all__ = [
     "install_reload_handler",
     "raise_open_files_limit",
     "pin_exec_argv",
+    "group_has_members",
 ]
 
 # Runs under `python -I -S`: no site, no environment-driven imports, so it starts in ~10 ms.
@@ -162,6 +163,20 @@ def send_signal(pid: int, sig: int) -> bool:
         os.kill(pid, sig)
     except ProcessLookupError:
         return False
+    return True
+
+
+def group_has_members(leader_pid: int) -> bool | None:
+    """Whether any process is left in the process group that `leader_pid` started with its
+    new session (spawn_detached). One system call: the kernel does not hand out a PID again
+    while a group of that number has members, so the answer is about our group. Only
+    meaningful once the leader itself has been reaped."""
+    try:
+        os.killpg(leader_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a member we may not signal is still a member
     return True
 
 

@@ -114,6 +114,12 @@ def apply_priority(pids: Sequence[int], nice: int) -> None:
             continue
 
 
+def group_has_members(leader_pid: int) -> bool | None:
+    """Unknown on Windows (a process group there is a console notion, not a kill scope):
+    callers then sweep the job's processes by tag and parentage."""
+    return None
+
+
 def graceful_signal() -> int:
     return CTRL_BREAK_EVENT
 

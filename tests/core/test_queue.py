@@ -181,3 +181,30 @@ class TestBackfill:
             short_cores = head.ncpu > cores - sum(j.ncpu for j in jobs if j.id in plan.start and j.id not in plan.backfilled)
             if not short_cores:
                 assert cores - used_cores >= head.ncpu
+
+
+class TestWindow:
+    """A long queue is planned only `window` deep once no core is left."""
+
+    def test_jobs_beyond_the_window_get_no_reason_when_no_core_is_left(self) -> None:
+        jobs = [job(i) for i in range(1, 11)]
+        plan = plan_admissions(jobs, free_cores=1, window=4)
+        assert plan.start == (1,)
+        assert sorted(plan.waiting) == [2, 3, 4]
+
+    def test_planning_goes_past_the_window_while_cores_are_free(self) -> None:
+        jobs = [job(1, ncpu=8)] + [job(i) for i in range(2, 11)]
+        plan = plan_admissions(jobs, free_cores=3, window=2)
+        # The head (8 cores) waits; backfill continues past the window while cores remain,
+        # but never takes a core the head needs: here the head is short anyway.
+        assert plan.start == ()
+        assert plan.waiting[1] == "waiting for 8 cores, 3 free"
+        assert len(plan.waiting) == 10
+
+    def test_a_window_does_not_change_what_starts(self) -> None:
+        jobs = [job(i, ncpu=1 + i % 3, priority=i % 2) for i in range(1, 40)]
+        for free in range(0, 12):
+            whole = plan_admissions(jobs, free_cores=free)
+            windowed = plan_admissions(queue_order(jobs), free_cores=free, window=5, in_order=True)
+            assert windowed.start == whole.start
+            assert {k: v for k, v in whole.waiting.items() if k in windowed.waiting} == windowed.waiting

@@ -98,6 +98,7 @@ class TestLsDynaLive:
         ended = await client.wait_for(first["id"], *ENDED, timeout=DEADLINE)
         assert "d3dump01" in ended["message"]
         again = await client.call("launch", solver="fake-smp", input=str(deck), restart="d3dump01")
+        again = await client.wait_until(again["id"], lambda j: bool(j["command"]), "started")
         assert "r=d3dump01" in again["command"]
         running = await client.wait_for(again["id"], "running")
         await wait_until(lambda: "restart from d3dump01" in (deck.parent / "stdout").read_text(), "the restart line")
@@ -192,6 +193,7 @@ class TestCalculix:
             await client.subscribe()
             deck = calculix_case(calculix_env, "beamp")
             job = await client.call("launch", solver="ccx", input=str(deck), ncpu=2)
+            job = await client.wait_until(job["id"], lambda j: bool(j["command"]), "started")
             assert job["command"][-2:] == ["-i", "beamp"]
             done = await client.wait_for(job["id"], *ENDED, timeout=DEADLINE)
             assert done["status"] == "finished", done
@@ -343,6 +345,7 @@ class TestHfss:
                 "launch", solver="hfss", input=str(project), ncpu=2,
                 args=["design=board", "setup=Setup1", "batchoption=HFSS/HPCLicenseType=Pool"],
             )
+            job = await client.wait_until(job["id"], lambda j: bool(j["command"]), "started")
             assert job["command"][1:] == [
                 "-ng", "-monitor", "-machinelist", "list=localhost:1:2:90%",
                 "-batchoptions", "'HFSS/HPCLicenseType'='Pool'",

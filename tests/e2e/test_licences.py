@@ -25,11 +25,14 @@ class TestStaticPool:
             await client.wait_for(first["id"], "running")
             second = await client.call("launch", solver="fake-smp", input=str(env.deck("b", wall_s=0.3)))
             assert second["status"] == "queued"
-            assert second["message"] == "waiting for 1 lsdyna licences, 0 free"
+            await client.wait_until(
+                second["id"], lambda j: j["message"] == "waiting for 1 lsdyna licences, 0 free", "waiting"
+            )
             # A job drawing no licence may not take the one free core: the head needs it the
             # moment a licence frees (backfill never delays the head).
             other = await client.call("launch", solver="sleeper", input=str(env.sleeper_input(0.1)))
-            assert other["message"] == f"waiting behind job {second['id']} (1 cores)"
+            behind = f"waiting behind job {second['id']} (1 cores)"
+            await client.wait_until(other["id"], lambda j: j["message"] == behind, "waiting behind")
             health = await client.call("getSystemHealth")
             assert {"pool": "lsdyna", "size": 1, "held": 1, "free": 0}.items() <= health["licenses"][0].items()
             await client.call("stop", id=first["id"], force=True)
@@ -67,7 +70,9 @@ class TestLicenceServer:
             assert (pool["server_max"], pool["used_by_others"], pool["free"]) == (600, 384, 216)
             big = await client.call("launch", solver="fake-smp", input=str(env.deck(wall_s=0.3)), licenses={"lsdyna": 217})
             assert big["status"] == "queued"
-            assert big["message"] == "waiting for 217 lsdyna licences, 216 free"
+            await client.wait_until(
+                big["id"], lambda j: j["message"] == "waiting for 217 lsdyna licences, 216 free", "waiting"
+            )
             await client.call("stop", id=big["id"])
             fits = await client.call("launch", solver="fake-smp", input=str(env.deck(wall_s=0.3)), licenses={"lsdyna": 216})
             assert (await client.wait_for(fits["id"], *ENDED, timeout=DEADLINE))["status"] == "finished"

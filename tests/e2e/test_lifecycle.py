@@ -198,7 +198,7 @@ class TestStop:
         await client.wait_for(blocker["id"], "running")
         queued = await client.call("launch", solver="fake-smp", input=str(env.deck(wall_s=1)), ncpu=1)
         assert queued["status"] == "queued"
-        assert queued["message"] == "waiting for 1 cores, 0 free"
+        await client.wait_until(queued["id"], lambda j: j["message"] == "waiting for 1 cores, 0 free", "waiting")
         cancelled = await client.call("stop", id=queued["id"])
         assert cancelled["status"] == "cancelled"
         again = await client.call("stop", id=queued["id"], force=True)

@@ -73,7 +73,8 @@ class TestPriorityQueue:
     async def test_dependency_waits_then_runs_and_a_failed_one_cancels(self, env: Env, client: Client) -> None:
         first = await client.call("launch", solver="fake-smp", input=str(env.deck("first", wall_s=1)))
         after_ok = await client.call("launch", solver="sleeper", input=str(env.sleeper_input(0.1)), after=[first["id"]])
-        assert after_ok["message"] == f"waiting for job {first['id']}"
+        waits = f"waiting for job {first['id']}"
+        await client.wait_until(after_ok["id"], lambda j: j["message"] == waits, "waiting for its dependency")
         failing = await client.call("launch", solver="fake-smp", input=str(env.deck("fail", wall_s=5, error_at_s=0.2)))
         doomed = await client.call("launch", solver="sleeper", input=str(env.sleeper_input(0.1)), after=[failing["id"]])
         ok = await client.wait_for(after_ok["id"], *ENDED, timeout=DEADLINE)
@@ -137,3 +138,27 @@ class TestReload:
             os.kill(proc.proc.pid, signal.SIGHUP)
             await wait_until(lambda: any("reload refused" in line for line in proc.log_lines), "the refusal")
             assert "late" in {s["name"] for s in await client.call("listSolvers")}
+
+
+class TestLongQueue:
+    """A queue longer than the planning window: jobs deep in it say so, and get their real
+    reason once planning reaches them."""
+
+    async def test_jobs_behind_the_window_say_so_until_planning_reaches_them(self, env: Env, client: Client) -> None:
+        from serv.job_manager import DEEP_IN_QUEUE, PLAN_WINDOW
+
+        blocker = await block_all_cores(env, client)
+        jobs = [
+            await client.call("launch", solver="sleeper", input=str(env.sleeper_input(0.1)))
+            for _ in range(PLAN_WINDOW + 2)
+        ]
+        last = jobs[-1]
+        waits = "waiting for 1 cores, 0 free"
+        await client.wait_until(jobs[PLAN_WINDOW - 1]["id"], lambda j: j["message"] == waits, "waiting")
+        assert (await client.call("getJob", id=last["id"]))["message"] == DEEP_IN_QUEUE
+        for job in jobs[:3]:
+            assert (await client.call("stop", id=job["id"]))["status"] == "cancelled"
+        await client.wait_until(last["id"], lambda j: j["message"] == waits, "reached by planning")
+        await client.call("stop", id=blocker["id"], force=True)
+        for job in jobs[3:]:
+            await client.call("stop", id=job["id"])
