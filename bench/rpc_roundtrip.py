@@ -22,11 +22,13 @@ and its four transition events), so the daemon serves N ended jobs and is otherw
 
 The JSON-RPC client is the project's serv.client.Client; the legacy client is a small raw
 websockets client using python-engineio's and python-socketio's Packet codecs (no
-python-socketio client: its asyncio client needs aiohttp).
+python-socketio client: its asyncio client needs aiohttp). Both offer permessage-deflate,
+as real clients do; --no-deflate makes them refuse it, to show what compression costs.
 
     .venv/bin/python bench/rpc_roundtrip.py [--n 2000] [--warmup 200] [--duration 5]
         [--clients 1,32] [--jobs 1000] [--endpoints jsonrpc,legacy]
-        [--cases core,list100,list1000,fulllist] [--client-procs 1] [--json FILE] [--keep]
+        [--cases core,list100,list1000,fulllist] [--client-procs 1] [--no-deflate]
+        [--json FILE] [--keep]
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ async def populate(db: Path, n: int) -> float:
 class LegacyClient:
     """Engine.IO v4 / Socket.IO v5 over one websocket: `message` events carry JSON-RPC text."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, deflate: bool = True) -> None:
+        self.deflate = deflate
         base = url.rstrip("/")
         self.url = f"{base}/socket.io/?EIO=4&transport=websocket"
         self._ids = itertools.count(1)
@@ -140,7 +143,11 @@ class LegacyClient:
         from websockets.asyncio.client import connect
 
         self._eio, self._sio = eio, sio
-        self._ws = await connect(self.url, max_size=64 * 1024 * 1024)
+        self._ws = await connect(
+            self.url,
+            max_size=64 * 1024 * 1024,
+            compression="deflate" if self.deflate else None,
+        )
         opened = eio.Packet(encoded_packet=await self._ws.recv())
         if opened.packet_type != eio.OPEN:
             raise ConnectionError(
@@ -218,8 +225,22 @@ class LegacyClient:
         return msg["result"]
 
 
-def make_client(endpoint: str, url: str) -> Any:
-    return Client(url) if endpoint == "jsonrpc" else LegacyClient(url)
+class PlainClient(Client):
+    """serv.client.Client that refuses permessage-deflate (--no-deflate)."""
+
+    async def __aenter__(self) -> Self:
+        from websockets.asyncio.client import connect
+
+        # Client has no option for it; its reader is reused as is.
+        self._ws = await connect(self.url, max_size=64 * 1024 * 1024, compression=None)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+
+def make_client(endpoint: str, url: str, deflate: bool = True) -> Any:
+    if endpoint == "jsonrpc":
+        return Client(url) if deflate else PlainClient(url)
+    return LegacyClient(url, deflate=deflate)
 
 
 async def sequential(
@@ -230,8 +251,9 @@ async def sequential(
     n: int,
     warmup: int,
     max_s: float,
+    deflate: bool = True,
 ) -> tuple[list[float], int]:
-    async with make_client(endpoint, url) as client:
+    async with make_client(endpoint, url, deflate) as client:
         result = None
         warm_until = time.perf_counter() + 1.0  # heavy cases: at most ~1 s of warm-up
         for _ in range(warmup):
@@ -260,13 +282,14 @@ def load_worker(
     ready: Any,
     go: Any,
     out: Any,
+    deflate: bool = True,
 ) -> None:
     """One client process: `conns` connections; once all are connected and warm it says so
     on `ready`, waits for `go`, then does sequential calls on each for `duration` s and puts
     (calls, latencies, CPU seconds this process used meanwhile) on `out`."""
 
     async def run() -> tuple[int, list[float], float]:
-        clients = [make_client(endpoint, url) for _ in range(conns)]
+        clients = [make_client(endpoint, url, deflate) for _ in range(conns)]
         for c in clients:
             await c.__aenter__()
         try:
@@ -306,6 +329,7 @@ def throughput(
     clients: int,
     procs: int,
     duration: float,
+    deflate: bool = True,
 ) -> dict[str, Any]:
     """`clients` connections over `procs` spawned processes, all released at once when every
     one is connected and warm; the daemon's CPU is read over the same window."""
@@ -319,7 +343,7 @@ def throughput(
     workers = [
         ctx.Process(
             target=load_worker,
-            args=(endpoint, daemon.url, method, params, k, duration, ready, go, out),
+            args=(endpoint, daemon.url, method, params, k, duration, ready, go, out, deflate),
             daemon=True,
         )
         for k in shares
@@ -374,6 +398,7 @@ def run(daemon: GenericDaemon, args: argparse.Namespace) -> list[dict[str, Any]]
                     args.n,
                     args.warmup,
                     args.max_seq_s,
+                    not args.no_deflate,
                 )
             )
             loads = [
@@ -385,6 +410,7 @@ def run(daemon: GenericDaemon, args: argparse.Namespace) -> list[dict[str, Any]]
                     k,
                     args.client_procs,
                     args.duration,
+                    not args.no_deflate,
                 )
                 for k in args.clients
             ]
@@ -462,6 +488,11 @@ def main() -> int:
         type=lambda s: s.split(","),
         help="core,list100,list1000,fulllist (default all)",
     )
+    parser.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="clients refuse permessage-deflate (default: offered, as real clients do)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw samples here")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp folder (log, store)"
@@ -472,7 +503,9 @@ def main() -> int:
     print(
         f"# rpc_roundtrip: {args.jobs} ended jobs in the store; {args.n} sequential calls after "
         f"{args.warmup} warm-up (at most {args.max_seq_s:g} s a case); throughput {args.duration:g} s "
-        f"per client count over {args.client_procs} client process(es); load average {__import__('os').getloadavg()[0]:.2f}"
+        f"per client count over {args.client_procs} client process(es); "
+        f"permessage-deflate {'off' if args.no_deflate else 'on'}; "
+        f"load average {__import__('os').getloadavg()[0]:.2f}"
     )
     began = time.perf_counter()
     daemon = GenericDaemon(keep=args.keep)

@@ -18,7 +18,6 @@ from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from jsonrpcserver import async_dispatch
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -29,7 +28,7 @@ from serv.api import job_to_wire
 from serv.config import ServerConfig
 from serv.core.jobs import Job
 from serv.job_manager import utcnow
-from serv.websocket_api import Api, Session, methods
+from serv.websocket_api import Api, Session, dispatch
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +131,10 @@ class Server:
             self.config.port,
             process_request=self._process_request,
             max_size=MAX_FRAME_BYTES,
+            # No permessage-deflate: on loopback and LAN links compressing every
+            # notification and job list cost more CPU than the bytes it saved (a tenth of
+            # the daemon's time per job in bench/throughput.py was deflate and its buffers).
+            compression=None,
             ping_interval=20,
             ping_timeout=20,
         )
@@ -211,9 +214,7 @@ class Server:
                     except UnicodeDecodeError:
                         send(_error(-32700, "Parse error", "binary frame is not UTF-8 JSON"))
                         continue
-                response = await async_dispatch(
-                    message, methods=methods(), context=session, validator=validate_request
-                )
+                response = await dispatch(message, session, validate_request)
                 if response:
                     send(response)
         except ConnectionClosed:

@@ -6,6 +6,11 @@ DynalauncherError keeps its code and message, anything else is logged with its t
 and answered with a fixed -32603 text (internal details never reach a client).
 Params are bound here rather than by jsonrpcserver so that a missing or unknown param gets
 a message naming it and the accepted ones.
+
+`dispatch` is the entry point for one incoming text. A well-formed single `listJobs`
+request takes a fast path that answers with text joined from the listing's cached JSON
+(no re-encoding of ended jobs, no jsonrpcserver); anything else, or anything odd about
+such a request, goes through jsonrpcserver and gets the usual answers and errors.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-from jsonrpcserver import Error, Success
+from jsonrpcserver import Error, Success, async_dispatch
 from jsonrpcserver.result import Result
 
 from serv import __version__
@@ -356,5 +361,85 @@ async def discover(api: Api, session: Session) -> dict[str, Any]:
 def methods() -> Mapping[str, Method]:
     """The method table handed to jsonrpcserver (explicit, never its global registry)."""
     return METHODS
+
+
+# ------------------------------------------------------------------- dispatch
+
+REQUEST_KEYS = frozenset({"jsonrpc", "method", "params", "id"})
+LIST_JOBS_PARAMS = ("status", "limit")
+#: Stands for "the request has no `id`" (a notification); `None` is a valid id.
+NO_ID = object()
+
+
+async def dispatch(message: str, session: Session, validator: Callable[[Any], Any]) -> str:
+    """The response text for one incoming `message` ("" when nothing is to be sent).
+
+    `validator` is the structural check jsonrpcserver runs (the server's fast one)."""
+    fast = await _list_jobs_fast(message, session)
+    if fast is not None:
+        return fast
+    return await async_dispatch(message, methods=METHODS, context=session, validator=validator)
+
+
+def _list_jobs_request(message: str) -> tuple[Any, Any, Any] | None:
+    """(status, limit, id or NO_ID) of a plain single `listJobs` request, else None.
+
+    Only what the normal path would answer with a result passes; anything it would
+    refuse (bad JSON, a batch, extra keys, a bad id, unknown or extra params) is left to
+    it, so the errors stay exactly the normal path's."""
+    if '"listJobs"' not in message:  # cheap test first: other methods skip the parse
+        return None
+    try:
+        request = json.loads(message)
+    except ValueError:
+        return None
+    if (
+        not isinstance(request, dict)
+        or request.get("method") != "listJobs"
+        or request.get("jsonrpc") != "2.0"
+        or not request.keys() <= REQUEST_KEYS
+    ):
+        return None
+    params = request.get("params", [])
+    if isinstance(params, list):
+        if len(params) > len(LIST_JOBS_PARAMS):
+            return None
+        params = dict(zip(LIST_JOBS_PARAMS, params))
+    elif not isinstance(params, dict) or not params.keys() <= set(LIST_JOBS_PARAMS):
+        return None
+    request_id = request.get("id", NO_ID)
+    if not (
+        request_id is NO_ID
+        or request_id is None
+        or isinstance(request_id, str)
+        or isinstance(request_id, int) and not isinstance(request_id, bool)
+    ):
+        return None
+    return params.get("status"), params.get("limit", 100), request_id
+
+
+async def _list_jobs_fast(message: str, session: Session) -> str | None:
+    """The answer to a plain `listJobs` request built from cached text, or None to let
+    the normal path answer."""
+    parsed = _list_jobs_request(message)
+    if parsed is None:
+        return None
+    raw_status, raw_limit, request_id = parsed
+    try:
+        status = as_status(raw_status)
+        limit = as_int("limit", raw_limit, lo=1, hi=10000)
+    except BadParam:
+        return None  # the normal path answers -32602 with the same message
+    if request_id is NO_ID:
+        return ""  # a notification: listing has no effect, and nothing is answered
+    listing = session.api.manager.listing
+    result = listing.list_text_now(status, limit)
+    if result is None:
+        try:
+            result = await listing.list_text(status, limit)
+        except Exception:  # the normal path owns error answers and their logging
+            log.debug("listJobs fast path failed; answering through the normal path", exc_info=True)
+            return None
+    return '{"jsonrpc": "2.0", "result": ' + result + ', "id": ' + json.dumps(request_id) + "}"
 
 

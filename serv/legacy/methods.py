@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -33,6 +34,7 @@ from serv.core.states import JobStatus
 from serv.errors import DynalauncherError, InvalidState, JobNotFound
 from serv.legacy import files
 from serv.legacy.expr import JobData, parse_job_data, plan_launch, to_int, with_ncpu
+from serv.legacy.records import EndedRecords
 from serv.legacy.rpc import LegacyError
 from serv.profiles import resolve_profile
 from serv.solvers import family_of
@@ -74,6 +76,7 @@ class LegacyMethods:
         self.gw = gateway
         self._licences: tuple[float, Any] | None = None
         self._licence_task: asyncio.Task[Any] | None = None
+        self._ended = EndedRecords(2 * JOB_LIST_LIMIT)
 
     @property
     def jm(self) -> JobManager:
@@ -178,9 +181,13 @@ class LegacyMethods:
     # ----------------------------------------------------------------- lists (§3.2, 3.10, 3.19)
 
     async def getFullJobList(self) -> list[dict[str, Any]]:
-        jobs = await self.jm.list_jobs(None, JOB_LIST_LIMIT)
+        # The listing's index and ended-job cache spare the store read, and ended jobs'
+        # records are kept: the list is mostly ended jobs and was rebuilt on every call.
+        jobs = await self.jm.listing.list_jobs(None, JOB_LIST_LIMIT)
+        now = datetime.now(UTC)
         return [
-            self.gw.record(job) for job in jobs
+            self._ended.record(job, self.gw.memo_for(job), self.gw.profile_for(job), now)
+            for job in jobs
             if job.status is not S.QUEUED and (job.started_at is not None or "legacy_id" in job.extra)
         ]
 

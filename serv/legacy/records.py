@@ -20,6 +20,7 @@ Status mapping (daemon → legacy; only the six strings the GUI knows, §5.3):
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -131,6 +132,34 @@ def job_record(
             else json.dumps(list(job.allocated_cores))
         ),
     }
+
+
+class EndedRecords:
+    """§5.2 records of ended jobs, kept (bounded, newest kept): an ended job's record changes
+    only if its memo or its profile is replaced, so those are checked by identity."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._records: OrderedDict[
+            int, tuple[Job, Mapping[str, Any] | None, SolverProfile | None, dict[str, Any]]
+        ] = OrderedDict()
+
+    def record(
+        self, job: Job, memo: Mapping[str, Any] | None, profile: SolverProfile | None, now: datetime
+    ) -> dict[str, Any]:
+        """`job_record(job, memo, profile, now)`; for an ended job, the kept one (do not
+        change it)."""
+        if not job.status.is_terminal:
+            return job_record(job, memo, profile, now)
+        kept = self._records.get(job.id)
+        if kept is not None and kept[0] is job and kept[1] is memo and kept[2] is profile:
+            return kept[3]
+        record = job_record(job, memo, profile, now)
+        self._records[job.id] = (job, memo, profile, record)
+        self._records.move_to_end(job.id)
+        while len(self._records) > self._size:
+            self._records.popitem(last=False)
+        return record
 
 
 def queue_record(
