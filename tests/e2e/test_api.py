@@ -141,6 +141,14 @@ class TestFrames:
             await ws.send(json.dumps({"jsonrpc": "2.0", "method": "getSystemHealth", "id": 2}))
             assert json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))["id"] == 2
 
+    async def test_compression_offered_by_a_client_is_declined(self, daemon: Daemon) -> None:
+        """No permessage-deflate: it cost more CPU than it saved on loopback and LAN links."""
+        async with connect(daemon.url) as ws:  # the websockets client offers deflate by default
+            assert ws.request is not None and "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+            assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "getSystemHealth", "id": 1}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))["result"]["status"]
+
     async def test_batch_answers_every_request_and_skips_notifications(self, daemon: Daemon) -> None:
         """A batch returns one response per request (by id), none for notifications."""
         batch = [
