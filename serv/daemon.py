@@ -86,7 +86,10 @@ class Daemon:
         await import_at_first_start(self.store, self.config)
 
         def on_job(job: Job) -> None:
-            self.hub.job_changed(job)
+            # Every job that prints changes every second: its wire form is built only
+            # when a session is subscribed to "jobs".
+            if any("jobs" in session.topics for session in self.hub.sessions):
+                self.hub.job_changed(job)
             if legacy is not None:
                 legacy.job_changed(job)
 

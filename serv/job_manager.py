@@ -188,6 +188,7 @@ class JobManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tail_pool.shutdown(wait=True)
+        self._tailer.close()  # the output files the tail thread kept open
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
         """Run `coro` as a detached task that logs its own failure (nothing awaits it)."""
@@ -349,11 +350,13 @@ class JobManager:
         licenses: Mapping[str, int] | None = None,
         after: Sequence[int] = (),
         extra: Mapping[str, object] | None = None,
+        wait_start: bool = False,
     ) -> Job:
         """Validate a launch request, queue the job, and start it when it fits.
 
         `extra` is kept with the job (JSON-safe data of the client that launched it, e.g.
-        the legacy GUI's own command text).
+        the legacy GUI's own command text). Returns the queued job at once; with
+        `wait_start`, after a planning pass has started it or said why it waits.
 
         Raises UnknownSolver (1003), InputRejected (1004), ExceedsMachine (1005),
         BackendDown (1006), InvalidState (1002, a live job in the same workdir), BadParam.
@@ -430,6 +433,9 @@ class JobManager:
             "queued: %s %s ncpu=%d in %s", solver, path.name, ncpu, workdir_key
         )
         self._announce(job)
+        if wait_start:
+            await self.schedule()
+            return self.jobs.get(job.id, job)
         # The answer does not wait for the start: the queue is planned once for however
         # many launches arrive together (a script submitting 200 load cases).
         self.request_schedule()

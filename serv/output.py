@@ -16,18 +16,39 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from serv.platform import IS_WINDOWS
 
 log = logging.getLogger(__name__)
 
 # Reading a burst in bounded pieces keeps one tick short when a solver wrote megabytes.
 MAX_READ = 4 * 1024 * 1024
+# A read asks for this much first (solvers append a few lines between reads); only a full
+# chunk costs an fstat and a second read, so a 4 MB buffer is not allocated every time.
+READ_CHUNK = 64 * 1024
+# A file that keeps growing is still looked up by name at least this often (reads), to
+# notice a replacement or a preferred name (messag before mes0000) while the old one grows.
+RELOCATE_EVERY = 10
+# Windows: a file open without FILE_SHARE_DELETE (Python's open/os.open never set it)
+# stops its writer from deleting or renaming it, and a solver must be free to do both
+# with its own output. So there the file is closed after every read (one open per read,
+# as before); elsewhere it stays open between reads.
+KEEP_OPEN = not IS_WINDOWS
 
 
 @dataclass
 class TailFile:
-    """One file being followed."""
+    """One file being followed.
+
+    The file found is kept open between reads and `os.fstat` on it gives size and
+    identity, so a read of a growing file costs one fstat, one seek and one read. The
+    candidate names are stat'ed again (`_locate`) when the open file did not grow, and at
+    least every RELOCATE_EVERY reads while it does: a file replaced, re-created or
+    truncated, or a preferred name appearing, is noticed by then.
+    """
 
     source: str
     names: tuple[str, ...]
@@ -42,22 +63,37 @@ class TailFile:
     utf16: codecs.IncrementalDecoder | None = None
     pending_text: str = ""
     encoding_known: bool = False
-    current: Path | None = None
+    current: str | None = None  # the path followed, one of `paths`
+    fd: int | None = field(default=None, repr=False)
+    reads_since_locate: int = field(default=0, repr=False)
+    # Candidate paths as str: os.stat on a str skips building a Path on every read.
+    paths: tuple[str, ...] = field(init=False, repr=False)
 
-    def _locate(self) -> tuple[Path, os.stat_result] | None:
-        for name in self.names:
-            path = self.folder / name
+    def __post_init__(self) -> None:
+        self.paths = tuple(os.path.join(self.folder, name) for name in self.names)
+
+    def _locate(self) -> tuple[int, os.stat_result] | None:
+        """Index in `names` and stat of the first candidate that exists and is recent enough."""
+        for index, path in enumerate(self.paths):
             try:
-                st = path.stat()
-                if st.st_mtime < self.not_before:
-                    continue
-                return path, st
+                st = os.stat(path)
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 log.debug("cannot stat %s: %s", path, exc)
                 continue
+            if st.st_mtime >= self.not_before:
+                return index, st
         return None
+
+    def close(self) -> None:
+        """Close the open file, if any (the read position is kept)."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                os.close(fd)
+            except OSError as exc:
+                log.debug("cannot close %s: %s", self.current, exc)
 
     def _reset(self) -> None:
         self.offset = 0
@@ -66,30 +102,100 @@ class TailFile:
         self.utf16 = None
         self.encoding_known = False
 
+    def _limit(self, size: int) -> int:
+        return size if self.max_bytes is None else min(size, self.max_bytes)
+
     def read(self) -> tuple[list[str], str]:
         """New complete lines (CR removed) and the new text as written (for streaming)."""
+        if self.fd is not None and self.reads_since_locate < RELOCATE_EVERY:
+            # The open file is read on from where the last read ended: one read() call
+            # when it grew. Only when it did not is it looked up by name again.
+            self.reads_since_locate += 1
+            got = self._read_on()
+            if got is not None:
+                return got
+        size = self._relocate()
+        if size is None:
+            return [], ""
+        if self._limit(size) <= self.offset:
+            if self.max_bytes is not None and self.offset >= self.max_bytes:
+                self.close()  # read up to its cap: only a replacement matters from now on
+            return [], ""
+        try:
+            if self.fd is None:
+                self._open()
+            assert self.fd is not None
+            os.lseek(self.fd, self.offset, os.SEEK_SET)
+            got = self._read_on()
+        except OSError as exc:
+            log.debug("cannot read %s: %s", self.current, exc)
+            self.close()
+            return [], ""
+        finally:
+            if not KEEP_OPEN:
+                self.close()
+        return ([], "") if got is None else got
+
+    def _read_on(self) -> tuple[list[str], str] | None:
+        """Read from the open file's position (which is `offset`); None when nothing is new."""
+        fd = self.fd
+        assert fd is not None
+        want = MAX_READ if self.max_bytes is None else min(MAX_READ, self.max_bytes - self.offset)
+        if want <= 0:
+            return None
+        first = min(want, READ_CHUNK)
+        try:
+            raw = os.read(fd, first)
+            at_end = len(raw) < first
+            if not at_end and first < want:
+                # A full chunk: the rest of a burst, up to `want`, in one more call.
+                size = os.fstat(fd).st_size
+                rest = min(size - self.offset - first, want - first)
+                if rest > 0:
+                    raw += os.read(fd, rest)
+                at_end = self.offset + len(raw) >= size
+        except OSError as exc:
+            log.debug("cannot read %s: %s", self.current, exc)
+            self.close()
+            return None
+        if not raw:
+            return None
+        self.offset += len(raw)
+        # A capped file hands over its last partial line once read to its cap or its end.
+        final = self.max_bytes is not None and (at_end or self.offset >= self.max_bytes)
+        return self._decode(raw, final=final)
+
+    def _relocate(self) -> int | None:
+        """Find the file by its names again; its size, or None when there is none."""
+        self.reads_since_locate = 0
         found = self._locate()
         if found is None:
-            return [], ""
-        path, st = found
+            self.close()  # gone, or not there yet: nothing to hold on to
+            return None
+        index, st = found
+        path = self.paths[index]
+        if path != self.current or (st.st_dev, st.st_ino) != self.ident:
+            self.close()  # another file now: it is opened when there is something to read
+        self._follow(path, st)
+        return st.st_size
+
+    def _open(self) -> int:
+        """Open the current file; its size. The identity is that of the file opened, which
+        may be newer than the one stat'ed a moment before."""
+        assert self.current is not None
+        self.fd = os.open(self.current, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        st = os.fstat(self.fd)
+        self._follow(self.current, st)
+        return st.st_size
+
+    def _follow(self, path: str, st: os.stat_result) -> None:
+        """Make `path` with `st` the file followed; from its start if it is another file or shrank."""
         ident = (st.st_dev, st.st_ino)
         if path != self.current or ident != self.ident or st.st_size < self.offset:
             if self.ident is not None:
                 log.debug("%s was replaced or truncated; reading it from the start", path)
             self._reset()
             self.current, self.ident = path, ident
-        limit = st.st_size if self.max_bytes is None else min(st.st_size, self.max_bytes)
-        if limit <= self.offset:
-            return [], ""
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(self.offset)
-                raw = fh.read(min(limit - self.offset, MAX_READ))
-        except OSError as exc:
-            log.debug("cannot read %s: %s", path, exc)
-            return [], ""
-        self.offset += len(raw)
-        return self._decode(raw, final=self.max_bytes is not None and self.offset >= limit)
 
     def _decode(self, raw: bytes, *, final: bool) -> tuple[list[str], str]:
         if not self.encoding_known:
@@ -155,10 +261,15 @@ class JobTail:
 
 
 class Tailer:
-    """Follows the output files of every live job (single-threaded: the tail thread)."""
+    """Follows the output files of every live job (single-threaded: the tail thread).
+
+    It holds the files it follows open (not on Windows): `remove` a job, or `close` the
+    tailer, to release them; what is left open is closed when the tailer is collected.
+    """
 
     def __init__(self) -> None:
         self.jobs: dict[int, JobTail] = {}
+        self._finalizer = weakref.finalize(self, _close_all, self.jobs)
 
     def add(
         self,
@@ -169,12 +280,21 @@ class Tailer:
     ) -> None:
         """Follow `files` (source, candidate names, max bytes) of `job_id` in `folder`,
         ignoring any not written since `not_before` (epoch seconds)."""
+        self.remove(job_id)
         self.jobs[job_id] = JobTail(
             [TailFile(src, names, folder, max_bytes, not_before) for src, names, max_bytes in files]
         )
 
     def remove(self, job_id: int) -> None:
-        self.jobs.pop(job_id, None)
+        """Stop following `job_id` and close its files."""
+        tail = self.jobs.pop(job_id, None)
+        if tail is not None:
+            for tf in tail.files:
+                tf.close()
+
+    def close(self) -> None:
+        """Stop following every job and close every file."""
+        _close_all(self.jobs)
 
     def read_job(self, job_id: int) -> dict[str, tuple[list[str], str]]:
         """New lines and text per source of one job (sources with nothing new are left out)."""
@@ -188,3 +308,10 @@ class Tailer:
                 old_lines, old_text = result.get(tf.source, ([], ""))
                 result[tf.source] = (old_lines + lines, old_text + text)
         return result
+
+
+def _close_all(jobs: dict[int, JobTail]) -> None:
+    for tail in jobs.values():
+        for tf in tail.files:
+            tf.close()
+    jobs.clear()

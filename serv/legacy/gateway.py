@@ -106,6 +106,9 @@ class LegacyGateway:
         self.connections: set[LegacySession] = set()
         self.shells: OrderedDict[int, Shell] = OrderedDict()
         self._sent: dict[int, dict[str, Any]] = {}
+        # Jobs that changed while no GUI was connected, by id: their last version, whose
+        # record becomes the `_sent` base only when a change has someone to go to.
+        self._behind: dict[int, Job] = {}
         self._memos: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._pending: dict[str, dict[str, Any]] = {}
         self._queue_sent: list[dict[str, Any]] | None = None
@@ -233,17 +236,32 @@ class LegacyGateway:
         if job.id not in self._sent:
             self._announce(job)
             return
-        record = self.record(job)
-        payload = changed_fields(self._sent[job.id], record)
-        if payload:
-            self._sent[job.id] = record
-            self.broadcast("update_data", {"id": job.id, "payload": payload})
+        if not self.sessions:
+            # Nobody to tell (every second for every job that prints): the record and the
+            # diff wait. The UPDATE_FIELDS depend on the job alone, so the diff made later
+            # from this version is the one that would have been made now.
+            self._behind[job.id] = job
+        else:
+            behind = self._behind.pop(job.id, None)
+            if behind is not None:
+                self._sent[job.id] = self.record(behind)
+            record = self.record(job)
+            payload = changed_fields(self._sent[job.id], record)
+            if payload:
+                self._sent[job.id] = record
+                self.broadcast("update_data", {"id": job.id, "payload": payload})
         if job.status.is_terminal and job.id not in self.shells:
-            self._sent.pop(job.id, None)
+            self._forget(job.id)
+
+    def _forget(self, job_id: int) -> None:
+        """Drop what was sent about `job_id`: a later change announces it again."""
+        self._sent.pop(job_id, None)
+        self._behind.pop(job_id, None)
 
     def _announce(self, job: Job) -> None:
         record = self.record(job)
         self._sent[job.id] = record
+        self._behind.pop(job.id, None)
         self.shells[job.id] = Shell(job)
         self._trim_shells()
         self.broadcast("addJob", {"job": record})
@@ -252,7 +270,7 @@ class LegacyGateway:
         ended = [i for i, s in self.shells.items() if s.job.status.is_terminal]
         for job_id in ended[: max(0, len(ended) - MAX_ENDED_SHELLS)]:
             self.shells.pop(job_id, None)
-            self._sent.pop(job_id, None)
+            self._forget(job_id)
 
     def output(self, job_id: int, text: str) -> None:
         """JobManager `on_output`: new stdout text of a job."""
@@ -277,7 +295,7 @@ class LegacyGateway:
         if shell is None:
             return False
         if shell.job.status.is_terminal:
-            self._sent.pop(job_id, None)
+            self._forget(job_id)
         self.broadcast("removeShell", {"id": shown_id})
         return True
 
@@ -336,6 +354,8 @@ class LegacyGateway:
         workdir = str(Path(params["input"]).parent)
         with self.pending(workdir, memo):
             # The GUI's own command text is kept with the job, so it survives a restart.
-            job = await self.jm.launch(**params, extra={"legacy": dict(memo)})
+            # The GUI expects startJob to have started the job (or queued it with a reason),
+            # as its predecessor did: wait for the planning pass, unlike JSON-RPC launch.
+            job = await self.jm.launch(**params, extra={"legacy": dict(memo)}, wait_start=True)
         self.remember(job.id, memo)
         return job

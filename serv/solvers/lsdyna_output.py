@@ -133,7 +133,7 @@ def shorten(text: str) -> str:
     return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 3] + "..."
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Cycle:
     """One cycle line (§1.3)."""
 
@@ -141,6 +141,20 @@ class _Cycle:
     t: float
     dt: float
     event: str
+
+
+def _parse_cycle(line: str) -> tuple[_Cycle, str | None] | None:
+    """The cycle line `line` and the dump file its event writes, or None if it is not one."""
+    match = CYCLE.match(line) or CYCLE_BARE.match(line)
+    if match is None:
+        return None
+    t = to_float(match["t"])
+    dt = to_float(match["dt"])
+    if t is None or dt is None:
+        return None
+    event = " ".join((match["event"] or "").split())
+    dump = DUMP_EVENT.match(event)
+    return _Cycle(int(match["cycle"]), t, dt, event), None if dump is None else dump["name"]
 
 
 @dataclass(slots=True)
@@ -168,6 +182,9 @@ class LsDynaOutput:
         self._started = False
         self._sim_time: float | None = None
         self._rate = RateEstimator()
+        # The last cycle line parsed (text, cycle, dump name): the same line from the next
+        # source is not parsed again.
+        self._cycle_memo: tuple[str, _Cycle, str | None] | None = None
         self._header: dict[str, object] = {}  # version, revision, precision, mpp_procs
         self._added_mass: float | None = None
         self._pct_mass: float | None = None
@@ -246,22 +263,23 @@ class LsDynaOutput:
             self._licence_header = None
 
     def _cycle_line(self, stream: _Stream, line: str, now: float) -> bool:
-        match = CYCLE.match(line) or CYCLE_BARE.match(line)
-        if match is None:
-            return False
-        t = to_float(match["t"])
-        dt = to_float(match["dt"])
-        if t is None or dt is None:
-            return False
-        event = " ".join((match["event"] or "").split())
-        cycle = _Cycle(int(match["cycle"]), t, dt, event)
+        memo = self._cycle_memo
+        if memo is not None and memo[0] == line:
+            # stdout, messag and d3hsp carry the same line: it is parsed once.
+            cycle, dump_name = memo[1], memo[2]
+        else:
+            parsed = _parse_cycle(line)
+            if parsed is None:
+                return False
+            cycle, dump_name = parsed
+            self._cycle_memo = (line, cycle, dump_name)
         self._started = True  # a cycle line is the solver computing
         stream.last_cycle = cycle
         stream.cycles_seen += 1
-        dump = DUMP_EVENT.match(event)
-        if dump is not None:
-            stream.last_dump = dump["name"]
+        if dump_name is not None:
+            stream.last_dump = dump_name
             stream.dumps_seen += 1
+        t = cycle.t
         if self._sim_time is None or t > self._sim_time:
             self._sim_time = t
             self._rate.add(now, t)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from serv.output import TailFile, Tailer
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "lsdyna" / "lsdyna-R16.1-smp-win-4thr-normal-1cycle.messag"
@@ -148,3 +150,146 @@ def test_a_side_file_from_an_earlier_run_is_ignored_until_rewritten(tmp_path: Pa
     assert tf.read() == ([], "")
     sta.write_text("new run row\n")
     assert tf.read()[0] == ["new run row"]
+
+
+# -- the file kept open between reads ----------------------------------------------------
+
+
+def test_the_open_file_is_read_on_without_reopening(tmp_path: Path) -> None:
+    out = tmp_path / "stdout"
+    out.write_text("a\n")
+    tf = tail(tmp_path)
+    assert tf.read()[0] == ["a"]
+    fd = tf.fd
+    assert fd is not None
+    with open(out, "a") as fh:
+        fh.write("b\n")
+    assert tf.read()[0] == ["b"] and tf.fd == fd
+    tf.close()
+    assert tf.fd is None
+
+
+def test_a_file_deleted_and_recreated_is_read_from_its_start(tmp_path: Path) -> None:
+    out = tmp_path / "stdout"
+    out.write_text("old line one\nold line two\n")
+    tf = tail(tmp_path)
+    tf.read()
+    out.unlink()
+    assert tf.read() == ([], "") and tf.fd is None
+    out.write_text("new\n")
+    assert tf.read()[0] == ["new"]
+
+
+def test_a_file_replaced_by_rename_while_the_old_one_still_grows_is_followed(tmp_path: Path) -> None:
+    """The writer of the old file keeps appending to it after another file was renamed over
+    its name: the new file is noticed within RELOCATE_EVERY reads and read from its start."""
+    from serv.output import RELOCATE_EVERY
+
+    out = tmp_path / "stdout"
+    out.write_text("old 0\n")
+    tf = tail(tmp_path)
+    tf.read()
+    with open(out, "a") as old_writer:
+        new = tmp_path / "stdout.new"
+        new.write_text("new first line\n")
+        os.replace(new, out)
+        seen: list[str] = []
+        for i in range(1, RELOCATE_EVERY + 2):
+            old_writer.write(f"old {i}\n")
+            old_writer.flush()
+            seen += tf.read()[0]
+    assert "new first line" in seen
+    assert seen[seen.index("new first line") :] == ["new first line"]
+
+
+def test_a_preferred_name_that_appears_is_followed_within_relocate_every_reads(tmp_path: Path) -> None:
+    from serv.output import RELOCATE_EVERY
+
+    tf = TailFile("messag", ("messag", "mes0000"), tmp_path)
+    alt = tmp_path / "mes0000"
+    alt.write_text("rank 0\n")
+    assert tf.read()[0] == ["rank 0"]
+    (tmp_path / "messag").write_text("smp\n")
+    seen: list[str] = []
+    with open(alt, "a") as fh:
+        for _ in range(RELOCATE_EVERY + 1):
+            fh.write("rank 0 again\n")
+            fh.flush()
+            seen += tf.read()[0]
+    assert "smp" in seen and tf.current == str(tmp_path / "messag")
+
+
+def test_a_file_truncated_while_open_is_read_from_its_start(tmp_path: Path) -> None:
+    out = tmp_path / "stdout"
+    out.write_text("a long first line\nand a second\n")
+    tf = tail(tmp_path)
+    tf.read()
+    with open(out, "r+") as fh:  # the same file (inode), cut short
+        fh.truncate(0)
+        fh.write("x\n")
+    assert tf.read()[0] == ["x"]
+
+
+def test_a_capped_file_is_closed_at_its_cap_and_a_replacement_is_read(tmp_path: Path) -> None:
+    hsp = tmp_path / "d3hsp"
+    hsp.write_text("card\n" * 100)
+    tf = TailFile("d3hsp", ("d3hsp",), tmp_path, max_bytes=50)
+    assert tf.read()[0] == ["card"] * 10
+    assert tf.read() == ([], "") and tf.fd is None
+    new = tmp_path / "d3hsp.new"
+    new.write_text("second run\n")
+    os.replace(new, hsp)
+    assert tf.read()[0] == ["second run"]
+
+
+def test_a_burst_larger_than_one_chunk_is_read_in_one_read(tmp_path: Path) -> None:
+    from serv.output import READ_CHUNK
+
+    out = tmp_path / "stdout"
+    out.write_text("start\n")
+    tf = tail(tmp_path)
+    tf.read()
+    burst = [f"line {i:07d}" for i in range(3 * READ_CHUNK // 12)]
+    with open(out, "a") as fh:
+        fh.write("\n".join(burst) + "\n")
+    assert tf.read()[0] == burst
+
+
+def test_a_capped_file_yields_its_partial_last_line_at_its_end_as_before(tmp_path: Path) -> None:
+    hsp = tmp_path / "d3hsp"
+    hsp.write_text("one\ntw")
+    tf = TailFile("d3hsp", ("d3hsp",), tmp_path, max_bytes=1000)
+    assert tf.read()[0] == ["one", "tw"]
+
+
+def test_without_keep_open_the_file_is_closed_after_every_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows: the solver must stay free to delete or rename its own output."""
+    import serv.output
+
+    monkeypatch.setattr(serv.output, "KEEP_OPEN", False)
+    out = tmp_path / "stdout"
+    out.write_text("a\nb")
+    tf = tail(tmp_path)
+    assert tf.read()[0] == ["a"] and tf.fd is None
+    with open(out, "a") as fh:
+        fh.write("c\n")
+    assert tf.read()[0] == ["bc"] and tf.fd is None
+    out.rename(tmp_path / "moved")
+    assert tf.read() == ([], "")
+
+
+def test_tailer_remove_and_close_release_the_files(tmp_path: Path) -> None:
+    (tmp_path / "stdout").write_text("s\n")
+    tailer = Tailer()
+    tailer.add(1, tmp_path, [("stdout", ("stdout",), None)])
+    tailer.add(2, tmp_path, [("stdout", ("stdout",), None)])
+    tailer.read_job(1)
+    tailer.read_job(2)
+    files = [tailer.jobs[1].files[0], tailer.jobs[2].files[0]]
+    assert all(f.fd is not None for f in files)
+    tailer.remove(1)
+    assert files[0].fd is None and files[1].fd is not None
+    tailer.close()
+    assert files[1].fd is None and tailer.read_job(2) == {}
