@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import serv.job_manager as jm
 from bench import common
-from serv import proctree
+from serv import proctree, workdir
 from serv.client import Client
 from serv.config import load_config
 from serv.daemon import Daemon
@@ -77,9 +77,10 @@ def instrument() -> None:
     wrap(jm.JobManager, "_on_launcher_exit", "launcher pidfd callback")
     wrap(jm.JobManager, "_on_solver_exit", "solver exit seen")
     wrap(jm.JobManager, "_kill_tree_sync", "tree scan + kill")
+    wrap(jm.JobManager, "_collect_end_sync", "collect end (tail thread)")
     wrap(jm, "read_verdict", "read verdict")
-    wrap(jm, "newest_dump", "newest dump")
-    wrap(jm, "write_pid_file", "write pid file")
+    wrap(workdir, "newest_dump", "newest dump")
+    wrap(workdir, "write_pid_file", "write pid file")
     wrap(proctree, "find_solver", "find_solver", hit=True)
     wrap(Store, "commit", "store commit")
     wrap(Hub, "job_changed", "publish")

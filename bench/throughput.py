@@ -23,8 +23,11 @@ installed by bench/peers/setup; a peer that is missing is reported as skipped.
         [--peers dynalauncher,tsp,slurm-wrap,slurm-array,slurm-default]
         [--submit pipelined|sequential] [--extra-procs N] [--json FILE] [--keep]
     diagnostics (dynalauncher only): [--profile FILE.txt [--profile-gil]] (py-spy raw stacks of
-        the daemon), [--what-if scan,children,...] (run-time patches of serv that model the fixes
-        in docs/benchmarks/throughput.md; `trace` times the daemon's steps), [--no-legacy]
+        the daemon), [--what-if switch,quiet-log,no-pin,trace] (run-time patches of serv that
+        model a change, see docs/benchmarks/throughput.md; `trace` times the daemon's steps),
+        [--no-legacy]. The what-ifs scan and children are shipped in 48ab53a, and
+        async-schedule, schedule-fast and group-commit are shipped in 773a3fe; asking for one
+        of them stops the daemon with a message saying so.
 
 Besides the rates, dynalauncher's run prints its daemon CPU per job and, from the store's
 transition times, how long each job held its core and how long the next one took to start.
@@ -441,7 +444,10 @@ def main() -> int:
         default=[],
         type=lambda s: [p for p in s.split(",") if p],
         help="diagnostic: run the daemon with these run-time patches of serv "
-        "(bench/peers/whatif/sitecustomize.py): scan, children, async-schedule, schedule-fast, group-commit, switch; trace (timings only)",
+        "(bench/peers/whatif/sitecustomize.py): switch (GIL switch interval 0.5 ms), "
+        "quiet-log (no INFO lines), no-pin (no taskset wrapper); trace (timings only). "
+        "No longer available, shipped: scan, children (shipped in 48ab53a), "
+        "async-schedule, schedule-fast, group-commit (shipped in 773a3fe)",
     )
     parser.add_argument(
         "--no-legacy",
@@ -571,7 +577,17 @@ def report(
             print(
                 f"# what-if trace: not found in serv/ (not timed): {', '.join(missing)}"
             )
-        rows = sorted(dyna["trace"].items(), key=lambda kv: -sum(kv[1]))
+        counts = {k: v for k, v in dyna["trace"].items() if k.startswith("count:")}
+        rows = sorted(
+            ((k, v) for k, v in dyna["trace"].items() if k not in counts),
+            key=lambda kv: -sum(kv[1]),
+        )
+        for name, v in counts.items():
+            c = common.summarize(v)
+            print(
+                f"# what-if trace {name}: n={c['n']} p50 {c['p50']:g} p90 {c['p90']:g} "
+                f"max {c['max']:g} mean {sum(v) / max(1, len(v)):.2f}"
+            )
         print(
             "# what-if trace: wall time per call of the daemon's steps (calls per job = n / jobs):"
         )
