@@ -143,7 +143,7 @@ class JobManager:
         self._schedule_wanted = False
         self._resolved: dict[str, tuple[SolverProfile, float, ResolvedProfile]] = {}
         self._late_sweep: dict[str, float] = {}  # tag → the job's start (epoch seconds)
-        self._demands: dict[int, tuple[object, dict[str, int]]] = {}
+        self._demands: dict[int, tuple[object, SolverProfile | None, dict[str, int]]] = {}
         # Queued jobs in queue order, kept sorted as jobs come and go (bisect), with each
         # one's current key; `_with_after` are the queued jobs that wait for others.
         self._queue_index: list[tuple[tuple[int, float], int]] = []
@@ -281,11 +281,6 @@ class JobManager:
         if stored is None:
             raise JobNotFound(f"job {job_id} not found")
         return stored
-
-    async def list_jobs(self, status: JobStatus | None, limit: int) -> list[Job]:
-        """Jobs newest first; live jobs come from memory so they are never stale."""
-        stored = await self.store.list(status=status, limit=limit)
-        return [self.jobs.get(j.id, j) for j in stored]
 
     def wire(self, job: Job) -> dict[str, Any]:
         """The contract's wire form of `job` (see serv.listing)."""
@@ -457,12 +452,11 @@ class JobManager:
     def _resolve_sync(self, profile: SolverProfile) -> ResolvedProfile:
         """Thread: `resolve_profile`, remembered for RESOLVE_TTL_S per profile (a reloaded
         profile is a new object and is looked up afresh)."""
-        now = time.monotonic()
-        known = self._resolved.get(profile.name)
-        if known is not None and known[0] is profile and now - known[1] < RESOLVE_TTL_S:
-            return known[2]
+        known = self._resolved_now(profile)
+        if known is not None:
+            return known
         resolved = resolve_profile(profile)
-        self._resolved[profile.name] = (profile, now, resolved)
+        self._resolved[profile.name] = (profile, time.monotonic(), resolved)
         return resolved
 
     # ----------------------------------------------------------------- scheduling
@@ -493,10 +487,11 @@ class JobManager:
                 job = self.jobs.get(job_id)
                 if job is not None and job.status is S.QUEUED and await self._dependency_block(job) is not None:
                     blocked.add(job_id)
-            ordered = [job_id for _key, job_id in self._queue_index if job_id not in blocked]
             pools = self.licences.limited_pools()
+            # Consumed lazily and synchronously (no await inside): planning stops early in a
+            # long queue, and nothing changes the index meanwhile.
             plan = plan_admissions(
-                (self.jobs[job_id] for job_id in ordered),
+                (self.jobs[job_id] for _key, job_id in self._queue_index if job_id not in blocked),
                 self.allocator.free_count(),
                 {pool: self.licences.free(pool) for pool in pools},
                 self._demand_of,
@@ -514,12 +509,13 @@ class JobManager:
     def _demand_of(self, job: Job) -> dict[str, int]:
         """`demand(job)`, remembered while the job and its profile stay the same: a queue
         of a thousand jobs is planned after every start and end."""
-        key = (job.ncpu, job.licenses, job.solver, self.config.solvers.get(job.solver))
+        profile = self.config.solvers.get(job.solver)
         known = self._demands.get(job.id)
-        if known is not None and known[0] == key:
-            return known[1]
+        # A reloaded profile is a new object: identity, not equality, is the cheap test.
+        if known is not None and known[0] == (job.ncpu, job.licenses, job.solver) and known[1] is profile:
+            return known[2]
         need = self.demand(job)
-        self._demands[job.id] = (key, need)
+        self._demands[job.id] = ((job.ncpu, job.licenses, job.solver), profile, need)
         return need
 
     async def _dependency_block(self, job: Job) -> str | None:
