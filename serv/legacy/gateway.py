@@ -19,13 +19,24 @@ output streamed since (at most SHELL_MAX_CHARS, the newest kept), until a `remov
 A memo per job keeps what the GUI sent (solver path, template, command text) so its records
 show them; it lives in memory (jobs of an earlier run show a template made from their
 profile). Callbacks from the manager never raise: a failure is logged and the daemon goes on.
+
+While no GUI is connected (the usual case: the daemon runs many jobs, the GUI is opened now
+and then), a job change costs a few dict operations: shells and their output are kept, since
+a GUI that connects later asks for them (`getRunningShells`), but no record is built and the
+queue is not read. What the GUIs would hold is kept as job versions instead: the first record
+of a job whose change has someone to go to diffs against the last version seen, and the queue
+is read again when the first GUI joins. A GUI that connects later asks for the job list, the
+queue and the shells (protocol §1.6), and from then on it hears the notifications it would
+have heard had it been connected all along.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 from collections import OrderedDict
@@ -39,7 +50,7 @@ from websockets.asyncio.server import ServerConnection
 from serv.config import Config, SolverProfile
 from serv.core.jobs import Job
 from serv.core.states import JobStatus
-from serv.legacy.records import changed_fields, job_record, queue_record
+from serv.legacy.records import QueueRecords, changed_fields, job_record, update_fields
 from serv.legacy.rpc import Dispatcher
 from serv.legacy.transport import (
     DEFAULT_MAX_PAYLOAD,
@@ -63,25 +74,33 @@ MAX_ENDED_SHELLS = 200
 MAX_MEMOS = 10_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Shell:
-    """One GUI terminal: the latest job record and the output streamed since it started."""
+    """One GUI terminal: the latest job record and the output streamed since it started (the
+    newest SHELL_MAX_CHARS of it)."""
 
     job: Job
+    #: Announce order: the oldest ended shells are the first to go (`_trim_shells`).
+    seq: int = 0
+    #: Its job has ended (it is in the gateway's `_ended_shells`).
+    ended: bool = False
     chunks: list[str] = field(default_factory=list)
     size: int = 0
 
     def append(self, text: str) -> None:
         self.chunks.append(text)
         self.size += len(text)
-        if self.size > SHELL_MAX_CHARS:
+        # Cut back only an eighth over the limit, so a full shell costs one join per eighth
+        # of it of new output instead of one per chunk; `stdout` cuts to the limit.
+        if self.size > SHELL_MAX_CHARS + SHELL_MAX_CHARS // 8:
             joined = "".join(self.chunks)[-SHELL_MAX_CHARS:]
             self.chunks = [joined]
             self.size = len(joined)
 
     @property
     def stdout(self) -> str:
-        return "".join(self.chunks)
+        text = "".join(self.chunks)
+        return text[-SHELL_MAX_CHARS:] if len(text) > SHELL_MAX_CHARS else text
 
 
 class LegacyGateway:
@@ -105,16 +124,22 @@ class LegacyGateway:
         self.sessions: set[LegacySession] = set()  # joined namespace "/"
         self.connections: set[LegacySession] = set()
         self.shells: OrderedDict[int, Shell] = OrderedDict()
-        self._sent: dict[int, dict[str, Any]] = {}
-        # Jobs that changed while no GUI was connected, by id: their last version, whose
-        # record becomes the `_sent` base only when a change has someone to go to.
-        self._behind: dict[int, Job] = {}
+        self._shell_seq = itertools.count()
+        # (seq, job id) of the shells whose job has ended, oldest shell first.
+        self._ended_shells: list[tuple[int, int]] = []
+        # The announced jobs, by id: the UPDATE_FIELDS the GUIs hold of each, or, until a
+        # change has a GUI to go to, the job version they are made from (its record and
+        # diff wait: they depend on the job alone, so the ones made later are the same).
+        self._sent: dict[int, dict[str, Any] | Job] = {}
         self._memos: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._pending: dict[str, dict[str, Any]] = {}
+        self._queue_records = QueueRecords()
         self._queue_sent: list[dict[str, Any]] | None = None
         self._queue_ids: set[int] = set()
         self._queue_hold = 0
         self._queue_flush_pending = False
+        # The queue changed while no GUI was connected: read it when the first one joins.
+        self._queue_stale = False
         self._derived: dict[str, SolverProfile] = {}
         self.methods = LegacyMethods(self)
         self.dispatch = Dispatcher(self.methods.table())
@@ -138,7 +163,7 @@ class LegacyGateway:
         session = LegacySession(
             ws,
             dispatch=self.dispatch,
-            on_connect=self.sessions.add,
+            on_connect=self._joined,
             on_close=self.sessions.discard,
             ping_interval_s=self.ping_interval_s,
             ping_timeout_s=self.ping_timeout_s,
@@ -154,6 +179,17 @@ class LegacyGateway:
     async def close(self) -> None:
         for session in list(self.connections):
             session.close_soon()
+
+    def _joined(self, session: LegacySession) -> None:
+        """A GUI joined namespace "/": from now on, changes are sent to it."""
+        self.sessions.add(session)
+        if self._queue_stale:
+            self._queue_stale = False
+            try:
+                self._queue_seen(self.queue_records())
+            except Exception:  # a session callback: log; the next queue change sends setQueue
+                log.exception("legacy gateway: the queue was not read for a new GUI")
+                self._queue_sent = None
 
     # ----------------------------------------------------------------- profiles
 
@@ -228,7 +264,7 @@ class LegacyGateway:
             return
         shell = self.shells.get(job.id)
         if shell is not None:
-            shell.job = job
+            self._shell_saw(shell, job)
         if job.status is S.QUEUED or job.id in self._queue_ids:
             self.queue_changed()
         if job.status is S.QUEUED or job.started_at is None:
@@ -236,41 +272,74 @@ class LegacyGateway:
         if job.id not in self._sent:
             self._announce(job)
             return
-        if not self.sessions:
-            # Nobody to tell (every second for every job that prints): the record and the
-            # diff wait. The UPDATE_FIELDS depend on the job alone, so the diff made later
-            # from this version is the one that would have been made now.
-            self._behind[job.id] = job
+        if self.sessions:
+            self._send_update(job)
         else:
-            behind = self._behind.pop(job.id, None)
-            if behind is not None:
-                self._sent[job.id] = self.record(behind)
-            record = self.record(job)
-            payload = changed_fields(self._sent[job.id], record)
-            if payload:
-                self._sent[job.id] = record
-                self.broadcast("update_data", {"id": job.id, "payload": payload})
+            # Nobody to tell (every second for every job that prints): the diff waits.
+            self._sent[job.id] = job
         if job.status.is_terminal and job.id not in self.shells:
             self._forget(job.id)
+
+    def _send_update(self, job: Job) -> None:
+        """`update_data` with the fields of `job` that differ from what the GUIs hold."""
+        held = self._sent[job.id]
+        fields = update_fields(job)
+        payload = changed_fields(held if isinstance(held, dict) else update_fields(held), fields)
+        self._sent[job.id] = fields
+        if payload:
+            self.broadcast("update_data", {"id": job.id, "payload": payload})
 
     def _forget(self, job_id: int) -> None:
         """Drop what was sent about `job_id`: a later change announces it again."""
         self._sent.pop(job_id, None)
-        self._behind.pop(job_id, None)
 
     def _announce(self, job: Job) -> None:
-        record = self.record(job)
-        self._sent[job.id] = record
-        self._behind.pop(job.id, None)
-        self.shells[job.id] = Shell(job)
+        record = self.record(job) if self.sessions else None
+        self._sent[job.id] = job
+        # A shell is forgotten with its job (`_forget`), so none is left here; were one
+        # left, the new one must still take the newest place among ended shells.
+        old = self.shells.pop(job.id, None)
+        if old is not None and old.ended:
+            self._shell_unended(old)
+        shell = self.shells[job.id] = Shell(job, seq=next(self._shell_seq))
+        if job.status.is_terminal:
+            self._shell_ended(shell)
         self._trim_shells()
-        self.broadcast("addJob", {"job": record})
+        if record is not None:
+            self.broadcast("addJob", {"job": record})
+
+    # ----------------------------------------------------------------- shells
+
+    def _shell_saw(self, shell: Shell, job: Job) -> None:
+        """Keep `shell` on the latest version of its job, and its place among ended ones."""
+        shell.job = job
+        if job.status.is_terminal != shell.ended:
+            if shell.ended:
+                self._shell_unended(shell)
+            else:
+                self._shell_ended(shell)
+
+    def _shell_ended(self, shell: Shell) -> None:
+        shell.ended = True
+        bisect.insort(self._ended_shells, (shell.seq, shell.job.id))
+
+    def _shell_unended(self, shell: Shell) -> None:
+        shell.ended = False
+        at = bisect.bisect_left(self._ended_shells, (shell.seq, shell.job.id))
+        if at < len(self._ended_shells) and self._ended_shells[at] == (shell.seq, shell.job.id):
+            del self._ended_shells[at]
 
     def _trim_shells(self) -> None:
-        ended = [i for i, s in self.shells.items() if s.job.status.is_terminal]
-        for job_id in ended[: max(0, len(ended) - MAX_ENDED_SHELLS)]:
-            self.shells.pop(job_id, None)
+        """Keep the MAX_ENDED_SHELLS newest shells of ended jobs (newest by announce)."""
+        excess = len(self._ended_shells) - MAX_ENDED_SHELLS
+        if excess <= 0:
+            return
+        for _seq, job_id in self._ended_shells[:excess]:
+            shell = self.shells.pop(job_id, None)
+            if shell is not None:
+                shell.ended = False
             self._forget(job_id)
+        del self._ended_shells[:excess]
 
     def output(self, job_id: int, text: str) -> None:
         """JobManager `on_output`: new stdout text of a job."""
@@ -294,6 +363,8 @@ class LegacyGateway:
         shell = self.shells.pop(job_id, None)
         if shell is None:
             return False
+        if shell.ended:
+            self._shell_unended(shell)
         if shell.job.status.is_terminal:
             self._forget(job_id)
         self.broadcast("removeShell", {"id": shown_id})
@@ -304,13 +375,12 @@ class LegacyGateway:
     def queue_records(self) -> list[dict[str, Any]]:
         from serv.job_manager import utcnow
 
-        now = utcnow()
-        return [
-            queue_record(job, position, self.memo_for(job), self.profile_for(job), now)
-            for position, job in enumerate(self.jm.queue())
-        ]
+        return self._queue_records.records(self.jm.queue(), self.memo_for, self.profile_for, utcnow())
 
     def queue_changed(self) -> None:
+        if not self.sessions:
+            self._queue_stale = True  # read when a GUI joins (`_joined`)
+            return
         if self._queue_hold or self._queue_flush_pending:
             return
         self._queue_flush_pending = True
@@ -326,11 +396,18 @@ class LegacyGateway:
 
     def flush_queue(self, force: bool = False) -> None:
         """Broadcast `setQueue` when the queue differs from what was sent (or always)."""
+        if not self.sessions:
+            self._queue_stale = True  # nobody to send it to: read when a GUI joins
+            return
         records = self.queue_records()
         if force or records != self._queue_sent:
-            self._queue_sent = records
-            self._queue_ids = {r["id"] for r in records}
+            self._queue_seen(records)
             self.broadcast("setQueue", {"jobs": records})
+
+    def _queue_seen(self, records: list[dict[str, Any]]) -> None:
+        """`records` is the queue the GUIs hold."""
+        self._queue_sent = records
+        self._queue_ids = {r["id"] for r in records}
 
     @contextlib.contextmanager
     def queue_batch(self, *, force: bool = True) -> Iterator[None]:

@@ -34,6 +34,7 @@ from serv.core.states import JobStatus
 from serv.errors import DynalauncherError, InvalidState, JobNotFound
 from serv.legacy import files
 from serv.legacy.expr import JobData, parse_job_data, plan_launch, to_int, with_ncpu
+from serv.legacy.jsontext import JsonText, json_list
 from serv.legacy.records import EndedRecords
 from serv.legacy.rpc import LegacyError
 from serv.profiles import resolve_profile
@@ -180,16 +181,17 @@ class LegacyMethods:
 
     # ----------------------------------------------------------------- lists (§3.2, 3.10, 3.19)
 
-    async def getFullJobList(self) -> list[dict[str, Any]]:
+    async def getFullJobList(self) -> JsonText:
         # The listing's index and ended-job cache spare the store read, and ended jobs'
-        # records are kept: the list is mostly ended jobs and was rebuilt on every call.
+        # records are kept encoded: the list is mostly ended jobs and was rebuilt on every
+        # call, then encoded twice (the JSON-RPC text, then that text in the Socket.IO frame).
         jobs = await self.jm.listing.list_jobs(None, JOB_LIST_LIMIT)
         now = datetime.now(UTC)
-        return [
-            self._ended.record(job, self.gw.memo_for(job), self.gw.profile_for(job), now)
+        return json_list([
+            self._ended.encoded(job, self.gw.memo_for(job), self.gw.profile_for(job), now)
             for job in jobs
             if job.status is not S.QUEUED and (job.started_at is not None or "legacy_id" in job.extra)
-        ]
+        ])
 
     async def getQueue(self) -> list[dict[str, Any]]:
         return self.gw.queue_records()

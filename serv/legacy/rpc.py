@@ -14,6 +14,9 @@ A daemon error (`DynalauncherError`) raised by the job manager is answered with 
 its message (a BadParam keeps -32602). Tracebacks never reach a client. Responses echo the
 request's `id` with its JSON type; a request without `id` (a notification) gets no answer.
 Text is written with `json.dumps` defaults, like the legacy server.
+
+Answers are `JsonText`, so that the transport frames them without encoding them again; a
+method may return a `JsonText` result (kept records), which is spliced into its answer.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 from typing import Any, Awaitable, Callable, Mapping
 
 from serv.errors import BadParam, DynalauncherError
+from serv.legacy.jsontext import JsonText, json_list, with_member
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,14 @@ def _is_request(item: Any) -> bool:
     )
 
 
+def _encoded(answer: dict[str, Any]) -> JsonText:
+    """`answer` as `json.dumps(answer)` writes it; a `JsonText` result is spliced in as is."""
+    result = answer.get("result")
+    if isinstance(result, JsonText):
+        return with_member(answer, "result", result)
+    return JsonText.of(answer)
+
+
 class Dispatcher:
     """Parse, validate, bind and run one `message` payload against `methods`."""
 
@@ -71,23 +83,24 @@ class Dispatcher:
         self.methods = dict(methods)
         self._signatures = {name: inspect.signature(fn) for name, fn in self.methods.items()}
 
-    async def __call__(self, payload: Any) -> str | None:
-        """The response text for `payload`, or None when nothing is to be sent."""
+    async def __call__(self, payload: Any) -> JsonText | None:
+        """The response for `payload` (`.text` is the JSON-RPC text), or None when nothing is
+        to be sent."""
         if not isinstance(payload, str):
             kind = type(payload).__name__ if payload is not None else "nothing"
-            return json.dumps(error_response(
+            return JsonText.of(error_response(
                 -32700, "Parse error", f"the request must be a JSON string, not {kind}"))
         try:
             request = json.loads(payload)
         except ValueError as exc:
-            return json.dumps(error_response(-32700, "Parse error", str(exc)))
+            return JsonText.of(error_response(-32700, "Parse error", str(exc)))
         if isinstance(request, list):
             if not request:
-                return json.dumps(error_response(-32600, "Invalid request", "empty batch"))
+                return JsonText.of(error_response(-32600, "Invalid request", "empty batch"))
             answers = [a for a in [await self._one(item) for item in request] if a is not None]
-            return json.dumps(answers) if answers else None
+            return json_list([_encoded(a) for a in answers]) if answers else None
         answer = await self._one(request)
-        return None if answer is None else json.dumps(answer)
+        return None if answer is None else _encoded(answer)
 
     async def _one(self, request: Any) -> dict[str, Any] | None:
         if not _is_request(request):

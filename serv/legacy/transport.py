@@ -13,6 +13,10 @@ python-socketio server, no hand-written framing):
     S→C  42["message","<json-rpc>"]      responses (this socket) and notifications (all)
     S→C  2   C→S 3                       every ping_interval_s; no PONG in ping_timeout_s → closed
 
+A JSON-RPC answer is the one frame that is spliced: the answer's text, already escaped
+(`JsonText`), goes between what the codecs write around a string argument, so a large answer
+made of kept records is not encoded again (`message_frame_json`).
+
 Malformed frames are logged and ignored; binary frames (attachments) are ignored; a frame
 over `max_payload` closes the connection, as python-engineio does. Nothing here raises into
 the server: a broken client only ever loses its own connection.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from typing import Any, Awaitable, Callable
@@ -31,6 +36,8 @@ from engineio import packet as eio
 from socketio import packet as sio
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+
+from serv.legacy.jsontext import JsonText
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +50,32 @@ MAX_OUTBOX = 10_000
 #: Requests waiting for this client's worker; more means a flood, and the client is closed.
 MAX_PENDING_REQUESTS = 1_000
 
-Dispatch = Callable[[Any], Awaitable[str | None]]
+Dispatch = Callable[[Any], Awaitable[JsonText | None]]
 
 
 def message_frame(text: str) -> str:
     """The text frame `42["message", text]`: one JSON string as the event's only argument."""
     event = sio.Packet(sio.EVENT, data=["message", text]).encode()
     return str(eio.Packet(eio.MESSAGE, data=event).encode())
+
+
+def _frame_around_string() -> tuple[str, str]:
+    """What the codecs write before and after the string argument of a `message` frame."""
+    mark = "\x00dynalauncher:text\x00"
+    head, sep, tail = message_frame(mark).partition(json.dumps(mark)[1:-1])
+    if not sep or tail.find(sep) >= 0:
+        raise RuntimeError("the Socket.IO codec no longer writes a string argument as json.dumps does")
+    return head, tail
+
+
+_FRAME_HEAD, _FRAME_TAIL = _frame_around_string()
+
+
+def message_frame_json(value: JsonText) -> str:
+    """`message_frame(value.text)`, spliced: the codecs' own frame around the string, whose
+    body is `value.escaped` (what `json.dumps` makes of the text, kept by `value`), so a large
+    answer made of kept parts is not encoded again (protocol §2)."""
+    return _FRAME_HEAD + value.escaped + _FRAME_TAIL
 
 
 def _sio_frame(packet: sio.Packet) -> str:
@@ -110,6 +136,11 @@ class LegacySession:
         """Send one JSON-RPC text on event `message` (only once the namespace is joined)."""
         if self.connected:
             self.put(message_frame(text))
+
+    def send_json(self, value: JsonText) -> None:
+        """`send_text(value.text)`, with the frame spliced around the kept escaped text."""
+        if self.connected:
+            self.put(message_frame_json(value))
 
     def send_frame(self, frame: str) -> None:
         """Send an already encoded `message` frame (broadcasts encode once for everyone)."""
@@ -213,8 +244,8 @@ class LegacySession:
             except Exception:  # the dispatcher answers errors itself; this is a last guard
                 log.exception("legacy request failed")
                 response = None
-            if response:
-                self.send_text(response)
+            if response is not None:
+                self.send_json(response)
             if ack is not None:
                 self.put(_sio_frame(sio.Packet(sio.ACK, data=[], id=ack)))
 

@@ -229,3 +229,30 @@ async def test_answers_go_to_the_requester_and_notifications_to_all(daemon: Daem
     finally:
         await one.close()
         await two.close()
+
+
+async def test_the_job_list_frame_is_the_codecs_own(daemon: Daemon, env: Any) -> None:
+    """getFullJobList, spliced from kept encoded records, is framed byte for byte as the
+    Socket.IO codecs frame its text, the first time and when the records are reused."""
+    from serv.legacy.transport import message_frame
+
+    deck = env.deck('frame "é" \\ job', wall_s=0.3)  # escaped twice in the frame
+    async with Client(daemon.url) as api:
+        await api.subscribe("jobs")
+        job = await api.call("launch", solver="fake-smp", input=str(deck), ncpu=1, memory="20m")
+        await api.wait_for(job["id"], "finished")
+    ws, _ = await handshake(daemon)
+    try:
+        frames = []
+        for request_id in (1, "two"):
+            await ws.send(message({"jsonrpc": "2.0", "id": request_id, "method": "getFullJobList"}))
+            frames.append(await recv_skip_pings(ws))
+        texts = [json.loads(frame[2:])[1] for frame in frames]
+        assert [message_frame(text) for text in texts] == frames
+        first, second = (json.loads(text) for text in texts)
+        assert first["id"] == 1 and second["id"] == "two"
+        assert first["result"] == second["result"] and first["result"][0]["id"] == job["id"]
+        assert first["result"][0]["status"] == "Finished" and first["result"][0]["input"] == str(deck)
+        assert texts[0].replace('"id": 1}', "") == texts[1].replace('"id": "two"}', "")
+    finally:
+        await ws.close()

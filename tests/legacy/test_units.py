@@ -224,13 +224,21 @@ async def test_dispatcher() -> None:
         return input
 
     dispatch = Dispatcher({"echo": echo})
-    ok = json.loads(await dispatch('{"jsonrpc":"2.0","id":1.5,"method":"echo","params":["x"]}') or "")
+
+    async def answer(payload: object) -> object:
+        response = await dispatch(payload)
+        assert response is not None
+        assert json.loads('"' + response.escaped + '"') == response.text
+        assert response.escaped == json.dumps(response.text)[1:-1]
+        return json.loads(response.text)
+
+    ok = await answer('{"jsonrpc":"2.0","id":1.5,"method":"echo","params":["x"]}')
     assert ok == {"jsonrpc": "2.0", "result": "x", "id": 1.5}
-    batch = json.loads(await dispatch('[{"jsonrpc":"2.0","id":1,"method":"echo","params":{"input":"a"}},'
-                                      '{"jsonrpc":"2.0","method":"echo","params":{"input":"b"}}]') or "")
+    batch = await answer('[{"jsonrpc":"2.0","id":1,"method":"echo","params":{"input":"a"}},'
+                         '{"jsonrpc":"2.0","method":"echo","params":{"input":"b"}}]')
     assert batch == [{"jsonrpc": "2.0", "result": "a", "id": 1}]
-    assert json.loads(await dispatch("[]") or "")["error"]["code"] == -32600
-    assert json.loads(await dispatch({"a": 1}) or "")["error"]["code"] == -32700
+    assert (await answer("[]"))["error"]["code"] == -32600  # type: ignore[index]
+    assert (await answer({"a": 1}))["error"]["code"] == -32700  # type: ignore[index]
     assert await dispatch('{"jsonrpc":"2.0","method":"echo","params":{"input":"n"}}') is None
 
 
