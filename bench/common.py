@@ -372,10 +372,34 @@ def write_topology(dest: Path, sockets: int, cores: int, threads: int) -> Path:
 
 def proc_cpu_s(pid: int) -> float:
     """utime + stime of `pid` in seconds (fields 14 and 15 of /proc/<pid>/stat; all threads)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
+    return proc_cpu_s_of(f"/proc/{pid}/stat")
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """utime + stime in seconds of each thread of `pid`, by thread id (the main thread's id
+    is `pid`: for the daemon, the event loop)."""
+    out: dict[int, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out[int(tid)] = proc_cpu_s_of(f"/proc/{pid}/task/{tid}/stat")
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+    return out
+
+
+def proc_cpu_s_of(stat_path: str) -> float:
+    with open(stat_path, "rb") as f:
         raw = f.read()
     fields = raw[raw.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children_cpu_s(pid: int) -> float:
+    """cutime + cstime of `pid` in seconds: the CPU of its reaped children (the jobs)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return (int(fields[13]) + int(fields[14])) / CLK_TCK
 
 
 def proc_status_kb(pid: int, key: str) -> int:

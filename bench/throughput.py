@@ -89,6 +89,9 @@ async def dyna_run(
 
         watcher = asyncio.create_task(watch())
         cpu0 = daemon.daemon_cpu_s()
+        assert daemon.proc is not None
+        threads0 = common.thread_cpu_s(daemon.proc.pid)
+        jobs_cpu0, bench_cpu0 = common.children_cpu_s(daemon.proc.pid), time.process_time()
         t0 = time.perf_counter()
         if submit == "pipelined":
             jobs = await asyncio.gather(
@@ -109,6 +112,10 @@ async def dyna_run(
         await asyncio.wait_for(seen_all.wait(), timeout=600)
         done = max(ended[i][1] for i in ids)
         cpu = daemon.daemon_cpu_s() - cpu0
+        threads1 = common.thread_cpu_s(daemon.proc.pid)
+        loop_cpu = threads1.get(daemon.proc.pid, 0.0) - threads0.get(daemon.proc.pid, 0.0)
+        jobs_cpu = common.children_cpu_s(daemon.proc.pid) - jobs_cpu0
+        bench_cpu = time.process_time() - bench_cpu0
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
     return {
@@ -119,6 +126,11 @@ async def dyna_run(
         "total_s": done - t0,
         "rate": n / (done - t0),
         "daemon_cpu_s": cpu,
+        # The event loop thread's share: when it nears the wall time, the loop is the bound.
+        "loop_cpu_s": loop_cpu,
+        # On 2 cores the machine is the limit once daemon + jobs + this client near 2 × wall.
+        "jobs_cpu_s": jobs_cpu,
+        "client_cpu_s": bench_cpu,
         "statuses": dict(Counter(ended[i][0] for i in ids)),
     }
 
@@ -541,7 +553,13 @@ def report(
         if "daemon_cpu_s" in dyna:
             print(
                 f"# dynalauncher daemon CPU {dyna['daemon_cpu_s']:.2f} s = "
-                f"{1000 * dyna['daemon_cpu_s'] / dyna['n']:.2f} ms per job; store {dyna['db_bytes'] / 1e6:.1f} MB"
+                f"{1000 * dyna['daemon_cpu_s'] / dyna['n']:.2f} ms per job, of which the event loop thread "
+                f"{dyna['loop_cpu_s']:.2f} s ({dyna['loop_cpu_s'] / dyna['total_s']:.0%} of the run's wall time); "
+                f"store {dyna['db_bytes'] / 1e6:.1f} MB\n"
+                f"# CPU besides the daemon: the jobs themselves {dyna['jobs_cpu_s']:.2f} s, this bench's "
+                f"client {dyna['client_cpu_s']:.2f} s; all three together "
+                f"{(dyna['daemon_cpu_s'] + dyna['jobs_cpu_s'] + dyna['client_cpu_s']) / dyna['total_s']:.2f} "
+                f"CPUs of the {os.cpu_count()}"
             )
             ph = dyna["phases"]
             print(

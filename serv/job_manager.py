@@ -2,8 +2,9 @@
 
 Only this class mutates jobs and the core allocator, and only on the loop thread. Each
 change follows one path: compute the new record with `serv.core` (pure), commit it to the
-store, keep it in memory, then announce it (`jobChanged`). A change that was not committed
-is never announced. Blocking work (psutil scans, spawning, file reads) runs in threads;
+store, keep it in memory, then announce it (`jobChanged`). A transition that was not
+committed is never announced; progress and waiting reasons are news, announced at once and
+written with a later commit. Blocking work (psutil scans, spawning, file reads) runs in threads;
 threads only report facts back.
 
 Per job, an asyncio.Lock serialises read-modify-write cycles, because a commit awaits the
@@ -86,6 +87,7 @@ DEEP_IN_QUEUE = f"queued behind {PLAN_WINDOW} or more jobs"
 # one scan for all jobs ended within this interval, not in one scan per job.
 LATE_SWEEP_S = 1.0
 OUTPUT_CHUNK = 64 * 1024
+QUIET_TRANSITIONS = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 
 
 def utcnow() -> datetime:
@@ -150,6 +152,9 @@ class JobManager:
         self._queue_keys: dict[int, tuple[int, float]] = {}
         self._with_after: set[int] = set()
         self._reserved: set[str] = set()
+        self._last_launch: asyncio.Future[None] | None = None  # see launch()
+        # Jobs a planning pass booked cores and licences for, whose start is under way.
+        self._booked: dict[int, tuple[tuple[int, ...], dict[str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_job = on_job
         self._on_cores = on_cores
@@ -267,7 +272,10 @@ class JobManager:
         moved = transition(job, to, at=utcnow(), message=message)
         if changes:
             moved = dataclasses.replace(moved, **changes)
-        job_log(log, job.id).info("%s → %s%s", job.status, to, f" ({moved.message})" if moved.message else "")
+        # A start and a found solver have lines of their own with more to say.
+        level = logging.DEBUG if to in QUIET_TRANSITIONS else logging.INFO
+        if log.isEnabledFor(level):
+            job_log(log, job.id).log(level, "%s → %s%s", job.status, to, f" ({moved.message})" if moved.message else "")
         return await self._save(moved, previous=job.status)
 
     # ----------------------------------------------------------------- queries
@@ -357,12 +365,53 @@ class JobManager:
         BackendDown (1006), InvalidState (1002, a live job in the same workdir), BadParam.
         Nothing is created when it raises.
         """
+        # Launches overlap (a client's pipelined requests are handled at once), but jobs
+        # are created in the order the launches arrived: ids and the queue order of equal
+        # priorities follow the order a script submitted its load cases in.
+        previous, turn = self._last_launch, asyncio.get_running_loop().create_future()
+        self._last_launch = turn
+        try:
+            return await self._launch(
+                previous, turn, solver=solver, input=input, ncpu=ncpu, memory=memory, args=args,
+                name=name, priority=priority, nice=nice, restart=restart, backend=backend,
+                licenses=licenses, after=after, extra=extra, wait_start=wait_start,
+            )
+        finally:
+            if not turn.done():
+                turn.set_result(None)
+            if self._last_launch is turn:
+                self._last_launch = None
+
+    async def _launch(
+        self,
+        previous: asyncio.Future[None] | None,
+        turn: asyncio.Future[None],
+        *,
+        solver: str,
+        input: str,
+        ncpu: int,
+        memory: str | None,
+        args: Sequence[str],
+        name: str | None,
+        priority: int,
+        nice: int,
+        restart: str | None,
+        backend: str,
+        licenses: Mapping[str, int] | None,
+        after: Sequence[int],
+        extra: Mapping[str, object] | None,
+        wait_start: bool,
+    ) -> Job:
+        """launch, once `previous` (the launch that arrived before) has created its job or
+        failed; sets `turn` as soon as this one's job is on its way to the store."""
         profile = self._profile(solver)
         family = family_of(profile.family)
         if restart is not None and not DUMP_NAME.match(restart):
             raise BadParam(f"param 'restart': {restart!r} is not a restart dump name like d3dump01")
         # One thread hop for everything that touches the disk.
         resolved, path = await asyncio.to_thread(self._prepare_sync, profile, input, restart)
+        if previous is not None:
+            await asyncio.shield(previous)  # this launch's cancellation must not cancel it
         if profile.book_cores and ncpu > self.allocator.usable_count:
             raise ExceedsMachine(
                 f"param 'ncpu': {ncpu} exceeds the {self.allocator.usable_count} usable cores"
@@ -410,6 +459,10 @@ class JobManager:
         # Reserve the workdir before awaiting the store, so two concurrent launches in one
         # folder cannot both pass the check above.
         self._reserved.add(workdir_key)
+        # The next launch may go on: the store writes in the order it is asked, and this
+        # job's write is queued in this same step (its waiter runs in a later one).
+        if not turn.done():
+            turn.set_result(None)
         try:
             # Planning looks only so deep (PLAN_WINDOW): a job that lands behind that many
             # says so until a pass reaches it and names what it waits for.
@@ -470,17 +523,20 @@ class JobManager:
 
         async def run() -> None:
             self._schedule_wanted = False
-            await self.schedule()
+            await self.schedule(wait=False)
 
         self._spawn(run(), "schedule")
 
-    async def schedule(self) -> None:
+    async def schedule(self, *, wait: bool = True) -> None:
         """Start every queued job that fits now, in queue order; record why the rest wait.
         Runs after every event that frees or books resources, never on a poll.
 
         Looks at the first PLAN_WINDOW queued jobs, and further only while cores are free
         (serv.core.queue); the others keep the reason they had (DEEP_IN_QUEUE from their
-        launch)."""
+        launch). A pass books cores and licences at once and hands each start (its commit and
+        spawn) to a task of its own, so starts overlap and a core freed meanwhile is planned
+        again without waiting for them; with `wait`, it returns once they are done."""
+        starts: list[asyncio.Task[None]] = []
         async with self._schedule_lock:
             blocked = set()
             for job_id in sorted(self._with_after):
@@ -491,7 +547,10 @@ class JobManager:
             # Consumed lazily and synchronously (no await inside): planning stops early in a
             # long queue, and nothing changes the index meanwhile.
             plan = plan_admissions(
-                (self.jobs[job_id] for _key, job_id in self._queue_index if job_id not in blocked),
+                (
+                    self.jobs[job_id] for _key, job_id in self._queue_index
+                    if job_id not in blocked and job_id not in self._booked
+                ),
                 self.allocator.free_count(),
                 {pool: self.licences.free(pool) for pool in pools},
                 self._demand_of,
@@ -499,12 +558,46 @@ class JobManager:
                 window=PLAN_WINDOW,
                 in_order=True,
             )
-            for job_id in plan.start:
-                await self._start(job_id)
+            booked = [job_id for job_id in plan.start if self._book(self.jobs[job_id])]
+            # A profile not looked up lately is looked up here, once for all its jobs, so
+            # that the starts reach the store in queue order (each task commits at once).
+            stale = {
+                profile.name: profile
+                for profile in (self.config.solvers.get(self.jobs[j].solver) for j in booked)
+                if profile is not None and self._resolved_now(profile) is None
+            }
+            for profile in stale.values():
+                await asyncio.to_thread(self._resolve_sync, profile)
+            for job_id in booked:
+                starts.append(self._spawn(self._start(job_id), f"job {job_id} start"))
             for job_id, why in plan.waiting.items():
                 known = self.jobs.get(job_id)
                 if known is not None and known.message != why:
-                    await self._note_waiting(job_id, why)
+                    self._note_waiting(job_id, why)
+        if wait and starts:
+            # Their failures are logged by _spawn; the caller wants the outcome, not them.
+            await asyncio.wait(starts)
+
+    def _book(self, job: Job) -> bool:
+        """Book `job`'s cores and licences for its start (kept in `_booked` until `_start`
+        takes them); False when they are not to be had after all."""
+        profile = self.config.solvers.get(job.solver)
+        books = profile.book_cores if profile is not None else True
+        cores = self.allocator.allocate(job.id, job.ncpu) if books else ()
+        if cores is None:
+            return False
+        try:
+            taken = self.licences.take(job.id, self.demand(job))
+        except LicenseOverbooking as exc:
+            job_log(log, job.id).warning("not started: %s", exc)
+            self.allocator.release(job.id)
+            return False
+        self._booked[job.id] = (tuple(cores), taken)
+        return True
+
+    def _unbook(self, job_id: int) -> None:
+        self.allocator.release(job_id)
+        self.licences.release(job_id)
 
     def _demand_of(self, job: Job) -> dict[str, int]:
         """`demand(job)`, remembered while the job and its profile stay the same: a queue
@@ -533,37 +626,50 @@ class JobManager:
                         )
                 return "cancelled"
             if dep.status is not S.FINISHED:
-                await self._note_waiting(job.id, f"waiting for job {dep_id}")
+                self._note_waiting(job.id, f"waiting for job {dep_id}")
                 return "waiting"
         return None
 
-    async def _note_waiting(self, job_id: int, why: str) -> None:
-        known = self.jobs.get(job_id)
-        if known is None or known.message == why:
-            return  # nothing to record: no lock, no commit
-        async with self._lock(job_id):
-            job = self.jobs.get(job_id)
-            if job is not None and job.status is S.QUEUED and job.message != why:
-                await self._save(dataclasses.replace(job, message=why))
+    def _note_waiting(self, job_id: int, why: str) -> None:
+        """Say why a queued job waits: kept in memory and announced, but not committed.
+
+        Like progress, a waiting reason is news, not state: recovery does not read it (the
+        first planning pass after a start says it again), and a commit for it was a fourth
+        of the store's writes per job in a long queue. The job's next commit carries it."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not S.QUEUED or job.message == why:
+            return
+        job = dataclasses.replace(job, message=why)
+        self.jobs[job_id] = job
+        self._announce(job)
 
     async def _start(self, job_id: int) -> None:
-        """Book cores, spawn the launcher detached in the workdir, start the PID search."""
+        """Commit the start of a job booked by `_book`, spawn the launcher detached in the
+        workdir, start the PID search."""
+        replan = True
+        try:
+            await self._start_booked(job_id)
+        except StoreUnavailable:
+            replan = False  # planning again at once would only hit the failing store again
+            raise
+        finally:
+            if self._booked.pop(job_id, None) is not None:
+                # Not started (changed meanwhile, or failed before its commit): whatever it
+                # booked is free again, and the queue is planned with it.
+                self._unbook(job_id)
+                if replan:
+                    self.request_schedule()
+
+    async def _start_booked(self, job_id: int) -> None:
         jlog = job_log(log, job_id)
         async with self._lock(job_id):
             job = self.jobs.get(job_id)
             if job is None or job.status is not S.QUEUED:
                 return
+            cores, taken = self._booked[job_id]
+            if cores and len(cores) != job.ncpu:
+                return  # resized while it waited for its lock: planned again
             profile = self.config.solvers.get(job.solver)
-            books = profile.book_cores if profile is not None else True
-            cores = self.allocator.allocate(job_id, job.ncpu) if books else ()
-            if cores is None:
-                return
-            try:
-                taken = self.licences.take(job_id, self.demand(job))
-            except LicenseOverbooking as exc:
-                jlog.warning("not started: %s", exc)
-                self.allocator.release(job_id)
-                return
             booked = f"cores {list(cores)}" + (f", licences {taken}" if taken else "")
             family = family_of(job.family)
             resolved = self._resolved_now(profile)
@@ -581,9 +687,11 @@ class JobManager:
             plan = family.plan(job, ctx)
             # Committed before the spawn: a daemon that dies in between finds a `starting`
             # job and looks for its processes by tag, instead of starting it a second time.
+            # (A failed write leaves the job queued, and _start frees what it booked.)
             job = await self._move(
                 job, S.STARTING, "starting", allocated_cores=cores or None, command=plan.argv
             )
+            del self._booked[job_id]  # the job holds them now; its end frees them
             self._on_cores()
             if resolved is None or not resolved.available:
                 why = resolved.reason if resolved else f"solver profile {job.solver!r} no longer exists"
@@ -809,6 +917,10 @@ class JobManager:
                 job = apply_progress(job, snap)
                 if ending.status is S.FINISHED and job.progress is not None:
                     job = dataclasses.replace(job, progress=100.0, eta_s=0.0)
+            # Planning runs while the end is being written: the store writes in the order
+            # it was asked, so the next job's `starting` (a later write) can never be on
+            # disk while this job still holds the cores there.
+            self.request_schedule()
             try:
                 await self._move(
                     job, ending.status, ending.message,
@@ -817,7 +929,8 @@ class JobManager:
             finally:
                 self._rt.pop(job_id, None)
                 self._on_cores()
-        self.request_schedule()
+        if self._with_after:
+            self.request_schedule()  # jobs `after` this one see its end only now
 
     def _roots(self, job: Job) -> list[ProcIdentity]:
         rt = self._rt.get(job.id)
@@ -1224,12 +1337,16 @@ class JobManager:
         if text:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._stream, job.id, text)
+        family = family_of(job.family)
         if snap is not None and snap.termination is not None:
             failure = snap.message if snap.termination is Termination.ERROR else None
             verdict = OutputVerdict(snap.termination, failure)
-        else:
+        elif family.reads_verdict:
             verdict = read_verdict(job)
-        dump = workdir.newest_dump(Path(job.workdir), job.started_at)
+        else:
+            verdict = OutputVerdict()
+        # Only families that write dumps pay for the folder listing (a big workdir is slow).
+        dump = workdir.newest_dump(Path(job.workdir), job.started_at) if family.writes_dumps else None
         if exit_info is not None and not exit_info.solver_reaped and exit_info.code and verdict.termination is None:
             sig = rank_signal(workdir.read_tail(Path(job.workdir) / "stdout", 16384))
             if sig is not None:

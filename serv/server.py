@@ -10,6 +10,7 @@ responses and notifications never interleave mid-frame and a slow client only sl
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -25,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from serv.api import job_to_wire
+from serv.coalesce import CoalescingConnection
 from serv.config import ServerConfig
 from serv.core.jobs import Job
 from serv.job_manager import utcnow
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_MESSAGES = 10_000
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 REQUEST_KEYS = frozenset({"jsonrpc", "method", "params", "id"})
+# Pipelined launches of one client handled at once; more wait (and the socket with them).
+MAX_OVERLAPPING_LAUNCHES = 64
 
 DASHBOARD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dynalauncher</title></head>
@@ -64,6 +68,17 @@ def validate_request(request: Any) -> Any:
         if "id" in item and not (item["id"] is None or isinstance(item["id"], (str, int)) and not isinstance(item["id"], bool)):
             raise ValueError("bad id")
     return request
+
+
+def is_launch(message: str) -> bool:
+    """Whether `message` is one JSON-RPC request (not a batch) for `launch`."""
+    if '"launch"' not in message:  # cheap test first: other methods skip the parse
+        return False
+    try:
+        request = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(request, dict) and request.get("method") == "launch"
 
 
 class Hub:
@@ -135,6 +150,7 @@ class Server:
             # notification and job list cost more CPU than the bytes it saved (a tenth of
             # the daemon's time per job in bench/throughput.py was deflate and its buffers).
             compression=None,
+            create_connection=CoalescingConnection,
             ping_interval=20,
             ping_timeout=20,
         )
@@ -206,6 +222,7 @@ class Server:
         self.hub.sessions.add(session)
         sender = asyncio.create_task(self._sender(ws, outbox), name=f"sender {session.peer}")
         log.info("client %s connected", session.peer)
+        launches: set[asyncio.Task[None]] = set()
         try:
             async for message in ws:
                 if isinstance(message, bytes):
@@ -214,27 +231,58 @@ class Server:
                     except UnicodeDecodeError:
                         send(_error(-32700, "Parse error", "binary frame is not UTF-8 JSON"))
                         continue
-                response = await dispatch(message, session, validate_request)
-                if response:
-                    send(response)
+                if is_launch(message):
+                    # A script's pipelined launches overlap (each waits for the disk and
+                    # the store); JobManager still creates them in arrival order.
+                    if len(launches) >= MAX_OVERLAPPING_LAUNCHES:
+                        await asyncio.wait(launches, return_when=asyncio.FIRST_COMPLETED)
+                    task = asyncio.create_task(self._answer(message, session, send), name="launch")
+                    launches.add(task)
+                    task.add_done_callback(functools.partial(_launch_done, launches, session.peer))
+                    continue
+                # Anything else sees every earlier request of this client done, as if the
+                # requests had been handled one after another.
+                if launches:
+                    await asyncio.wait(launches)
+                await self._answer(message, session, send)
         except ConnectionClosed:
             pass  # the client went away; the finally block cleans up
         finally:
+            if launches:
+                # The jobs are created even though nobody reads the answers any more.
+                await asyncio.wait(launches)
             self.hub.sessions.discard(session)
             outbox.put_nowait(None)
             await sender
             log.info("client %s disconnected", session.peer)
 
+    @staticmethod
+    async def _answer(message: str, session: Session, send: Callable[[str], None]) -> None:
+        response = await dispatch(message, session, validate_request)
+        if response:
+            send(response)
+
     async def _sender(self, ws: ServerConnection, outbox: asyncio.Queue[str | None]) -> None:
         while True:
-            text = await outbox.get()
-            if text is None:
-                await ws.close()
-                return
-            try:
-                await ws.send(text)
-            except ConnectionClosed:
-                return
+            # Everything already queued is sent in this one step, so its frames leave in
+            # one write (serv.coalesce) instead of one per loop turn.
+            batch = [await outbox.get()]
+            while not outbox.empty():
+                batch.append(outbox.get_nowait())
+            for text in batch:
+                if text is None:
+                    await ws.close()
+                    return
+                try:
+                    await ws.send(text)
+                except ConnectionClosed:
+                    return
+
+
+def _launch_done(launches: set[asyncio.Task[None]], peer: str, task: asyncio.Task[None]) -> None:
+    launches.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a launch request of client %s failed", peer, exc_info=task.exception())
 
 
 def _error(code: int, message: str, data: str) -> str:

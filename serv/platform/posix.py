@@ -2,22 +2,24 @@
 
 A job's launcher is started in a new session (setsid) so that Ctrl+C in the daemon's
 terminal, and the daemon's own death, never reach the solver. CPU affinity must be set
-before the solver (or mpiexec) forks its ranks, which inherit it; Popen has no hook for
-that short of `preexec_fn` (unsafe in a threaded daemon), so a tiny trampoline sets the
-mask and execs the real argv, keeping the PID.
+before the solver (or mpiexec) forks its ranks, which inherit it. Popen has no hook for that
+short of `preexec_fn` (unsafe in a threaded daemon, and it rules out vfork), but a child
+inherits the mask of the thread that forks it: the spawning thread takes the job's mask for
+the moment of the spawn. A nice value cannot be undone on a thread without privileges, so a
+job with one goes through a tiny trampoline that sets both and execs the real argv, keeping
+the PID.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 __all__ = [
     "spawn_detached",
@@ -32,6 +34,7 @@ __all__ = [
     "install_reload_handler",
     "raise_open_files_limit",
     "pin_exec_argv",
+    "thread_mask",
     "group_has_members",
 ]
 
@@ -58,26 +61,32 @@ STOP = signal.SIGSTOP
 CONT = signal.SIGCONT
 
 
-@functools.cache
-def _taskset() -> str | None:
-    return shutil.which("taskset")
-
-
 def pin_exec_argv(argv: Sequence[str], cores: Sequence[int] | None, nice: int = 0) -> list[str]:
-    """argv wrapped so the process starts with its CPU mask set to `cores` and its nice
-    value set to `nice` (both inherited by everything it starts).
-
-    util-linux's `taskset -c LIST` (exec'ing the program, so the PID stays) is used when
-    present and no nice value is asked for; otherwise a Python trampoline does both.
-    """
-    cores = cores if hasattr(os, "sched_setaffinity") else None
-    if not cores and not nice:
+    """argv as spawn_detached runs it: wrapped in the trampoline that sets the nice value
+    `nice` and the CPU mask `cores` before exec'ing it (both inherited by everything it
+    starts) when a nice value is asked for; else unchanged, the mask coming from the
+    spawning thread (see spawn_detached)."""
+    if not nice:
         return list(argv)
+    cores = cores if hasattr(os, "sched_setaffinity") else None
     cpus = ",".join(str(c) for c in cores) if cores else ""
-    taskset = _taskset()
-    if cores and not nice and taskset is not None:
-        return [taskset, "-c", cpus, *argv]
     return [sys.executable, "-I", "-S", "-c", _PIN_EXEC, cpus, str(nice), *argv]
+
+
+@contextlib.contextmanager
+def thread_mask(cores: Sequence[int] | None) -> Iterator[None]:
+    """The calling thread runs on `cores` meanwhile, then gets its own mask back; a process
+    it starts meanwhile inherits `cores` from the first instruction on (no window in which
+    the solver could fork an unpinned rank). Raises OSError for cores the host refuses."""
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    own = os.sched_getaffinity(0)  # pid 0 is the calling thread, not the whole process
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
 
 
 def spawn_detached(
@@ -94,7 +103,7 @@ def spawn_detached(
 
     Raises OSError when the program cannot be started (the caller fails the job with it).
     """
-    with open(stdout_path, "wb") as out:
+    with open(stdout_path, "wb") as out, thread_mask(None if nice else cores):
         return subprocess.Popen(
             pin_exec_argv(argv, cores, nice),
             cwd=cwd,

@@ -58,6 +58,8 @@ class SolverFamily(Protocol):
     graceful_stop: GracefulStop
     requires_banner: bool
     reads_deck: bool  # feed the input deck to the parser once at start
+    reads_verdict: bool  # the end of stdout tells how the run ended (else the exit code alone)
+    writes_dumps: bool  # leaves restart dumps (d3dumpNN) that a stop's message names
     sense_switches: frozenset[str]  # what senseSwitch accepts for this family (empty: none)
 
     def side_files(self, job: Job) -> tuple[SideFile, ...]:

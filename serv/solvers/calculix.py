@@ -33,6 +33,8 @@ class CalculiX:
     graceful_stop = GracefulStop.SIGTERM
     requires_banner = True
     reads_deck = True
+    reads_verdict = True
+    writes_dumps = False
     sense_switches: frozenset[str] = frozenset()
 
     def validate_args(self, args: Sequence[str]) -> None:

@@ -32,6 +32,8 @@ class Generic:
     graceful_stop = GracefulStop.SIGTERM
     requires_banner = False
     reads_deck = False
+    reads_verdict = False
+    writes_dumps = False
     sense_switches: frozenset[str] = frozenset()
 
     def side_files(self, job: Job) -> tuple[SideFile, ...]:

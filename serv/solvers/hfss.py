@@ -133,6 +133,8 @@ class Hfss:
     graceful_stop = GracefulStop.SIGTERM
     requires_banner = False
     reads_deck = False  # projects (.aedt, .aedb) are binary or databases, not text decks
+    reads_verdict = True
+    writes_dumps = False
     sense_switches: frozenset[str] = frozenset()
 
     def validate_args(self, args: Sequence[str]) -> None:

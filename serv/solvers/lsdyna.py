@@ -54,6 +54,8 @@ class LsDyna:
     graceful_stop = GracefulStop.D3KIL
     requires_banner = True
     reads_deck = True
+    reads_verdict = True
+    writes_dumps = True
     sense_switches: frozenset[str] = SENSE_SWITCHES
 
     def side_files(self, job: Job) -> tuple[SideFile, ...]:

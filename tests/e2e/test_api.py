@@ -166,6 +166,48 @@ class TestFrames:
         assert replies["three"]["error"]["code"] == -32601
 
 
+class TestPipelining:
+    """A script sends its launches without waiting for the answers (JSON-RPC allows it)."""
+
+    async def test_pipelined_launches_get_ids_in_the_order_they_were_sent(self, env: Env, daemon: Daemon) -> None:
+        """Launches are handled at once, yet jobs are created in arrival order: ids and the
+        queue order of equal priorities follow the script's order, and a bad launch among
+        them is refused alone."""
+        frames = []
+        for i in range(24):
+            deck = env.sleeper_input(0.05, name=f"case{i}")
+            params: dict[str, Any] = {"solver": "sleeper", "input": str(deck)}
+            if i == 7:
+                params["ncpu"] = 64  # refused (1005); the others are not held up by it
+            frames.append(json.dumps({"jsonrpc": "2.0", "method": "launch", "params": params, "id": i}))
+        frames.append(json.dumps({"jsonrpc": "2.0", "method": "listJobs", "params": {"limit": 50}, "id": "list"}))
+        async with connect(daemon.url) as ws:
+            for frame in frames:
+                await ws.send(frame)
+            replies = {}
+            while len(replies) < len(frames):
+                reply = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
+                replies[reply["id"]] = reply
+        assert replies[7]["error"]["code"] == 1005
+        ids = [replies[i]["result"]["id"] for i in range(24) if i != 7]
+        assert ids == sorted(ids) and len(set(ids)) == 23
+        # A request after the launches sees every one of them, as if handled one by one.
+        listed = {job["id"] for job in replies["list"]["result"]}
+        assert set(ids) <= listed
+
+    async def test_a_request_after_a_launch_sees_the_job(self, env: Env, daemon: Daemon) -> None:
+        """getJob sent right behind the launch, before its answer, finds the new job."""
+        deck = env.sleeper_input(0.05, name="behind")
+        launch = {"jsonrpc": "2.0", "method": "launch", "params": {"solver": "sleeper", "input": str(deck)}, "id": 1}
+        async with connect(daemon.url) as ws:
+            await ws.send(json.dumps(launch))
+            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "listJobs", "params": {"limit": 1}, "id": 2}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
+            second = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
+        assert (first["id"], second["id"]) == (1, 2)
+        assert second["result"][0]["id"] == first["result"]["id"]
+
+
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:

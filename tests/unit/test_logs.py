@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import logging
+import logging.handlers
 from pathlib import Path
 
 import pytest
 
-from serv.logs import job_log, setup_logging
+from serv.logs import job_log, setup_logging, stop_logging
 
 
 class FakeTty(io.StringIO):
@@ -21,6 +22,7 @@ def restore_logging():  # type: ignore[no-untyped-def]
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
+    stop_logging()
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
@@ -35,6 +37,7 @@ def test_console_is_coloured_on_a_tty_and_the_file_is_plain(tmp_path: Path, monk
     log_file = tmp_path / "logs" / "d.log"
     setup_logging("INFO", log_file, stream=tty)
     job_log(logging.getLogger("serv.test"), 7).warning("pid %d fallback", 42)
+    stop_logging()  # the writer thread has written everything queued when this returns
     assert "\x1b[" in tty.getvalue() and "job 7: pid 42 fallback" in tty.getvalue()
     text = log_file.read_text()
     assert "job 7: pid 42 fallback" in text and "\x1b[" not in text
@@ -44,11 +47,13 @@ def test_console_is_plain_when_not_a_tty_or_with_no_color(monkeypatch: pytest.Mo
     plain = io.StringIO()
     setup_logging("INFO", None, stream=plain)
     logging.getLogger("serv.test").info("hello")
+    stop_logging()
     assert "hello" in plain.getvalue() and "\x1b[" not in plain.getvalue()
     monkeypatch.setenv("NO_COLOR", "1")
     tty = FakeTty()
     setup_logging("INFO", None, stream=tty)
     logging.getLogger("serv.test").info("again")
+    stop_logging()
     assert "again" in tty.getvalue() and "\x1b[" not in tty.getvalue()
 
 
@@ -65,3 +70,26 @@ def test_job_log_keeps_the_job_id_on_the_record() -> None:
     job_log(logger, 12).info("started")
     assert records[0].job_id == 12  # type: ignore[attr-defined]
     assert records[0].getMessage() == "job 12: started"
+
+
+def test_lines_are_written_by_a_thread_with_their_arguments_fixed_when_logged() -> None:
+    """The loop thread only queues a record; a list logged and then changed shows as it was."""
+    plain = io.StringIO()
+    setup_logging("INFO", None, stream=plain)
+    handlers = logging.getLogger().handlers
+    assert len(handlers) == 1 and isinstance(handlers[0], logging.handlers.QueueHandler)
+    shown = [1, 2]
+    logging.getLogger("serv.test").info("pids %s", shown)
+    shown.append(3)
+    stop_logging()
+    assert "pids [1, 2]\n" in plain.getvalue()
+    assert logging.getLogger().handlers == []  # nothing queues into a stopped writer
+
+
+def test_a_second_set_up_writes_what_the_first_still_held(tmp_path: Path) -> None:
+    first, second = io.StringIO(), io.StringIO()
+    setup_logging("INFO", None, stream=first)
+    for i in range(500):
+        logging.getLogger("serv.test").info("line %d", i)
+    setup_logging("INFO", None, stream=second)
+    assert "line 499" in first.getvalue() and second.getvalue() == ""

@@ -3,7 +3,7 @@
 Windows: `serv.platform.windows.spawn_detached` with an injected `popen` that records its
 call. This is the one fake in the suite, because Windows creation flags and job objects
 cannot exist on this OS; the flag values are checked against the Win32 documentation
-(processthreadsapi.h). POSIX: `pin_exec_argv`, checked by really running the trampoline.
+(processthreadsapi.h). POSIX: `pin_exec_argv` and `spawn_detached`, checked by really running the programs.
 """
 
 from __future__ import annotations
@@ -139,25 +139,17 @@ needs_affinity = pytest.mark.skipif(
 class TestPinExecArgv:
     """contract.md § Files `pid` (line 2, the pinned cores): the mask is set before exec."""
 
-    @needs_affinity
-    def test_pin_exec_argv_uses_taskset_when_only_cores_are_given(self) -> None:
-        """util-linux taskset (a C program, exec'ing argv in place) when it is installed."""
-        import shutil
-
-        taskset = shutil.which("taskset")
-        assert taskset is not None, "taskset (util-linux) is missing"
-        assert posix.pin_exec_argv(ARGV, [0, 2]) == [taskset, "-c", "0,2", *ARGV]
+    def test_pin_exec_argv_leaves_argv_unchanged_when_no_nice_value_is_asked_for(self) -> None:
+        """Cores alone need no wrapper: the spawning thread's mask is inherited."""
+        assert posix.pin_exec_argv(tuple(ARGV), [0, 2]) == ARGV
 
     @needs_affinity
-    def test_pin_exec_argv_wraps_argv_with_the_interpreter_and_cpu_list_when_cores_are_given(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """Without taskset: [python, -I, -S, -c, TRAMPOLINE, "0,2", NICE, *argv]."""
-        monkeypatch.setattr(posix, "_taskset", lambda: None)
-        wrapped = posix.pin_exec_argv(ARGV, [0, 2])
+    def test_pin_exec_argv_wraps_argv_with_the_interpreter_cpu_list_and_nice_value(self) -> None:
+        """With a nice value: [python, -I, -S, -c, TRAMPOLINE, "0,2", NICE, *argv]."""
+        wrapped = posix.pin_exec_argv(ARGV, [0, 2], nice=3)
         assert wrapped[:4] == [sys.executable, "-I", "-S", "-c"]
         assert "sched_setaffinity" in wrapped[4] and "execv" in wrapped[4]
-        assert wrapped[5:7] == ["0,2", "0"]
+        assert wrapped[5:7] == ["0,2", "3"]
         assert wrapped[7:] == ARGV
 
     @pytest.mark.parametrize("cores", [None, [], ()], ids=["none", "empty-list", "empty-tuple"])
@@ -167,19 +159,47 @@ class TestPinExecArgv:
         assert posix.pin_exec_argv(argv, cores) == ARGV
 
     @needs_affinity
-    @pytest.mark.parametrize("with_taskset", [True, False], ids=["taskset", "trampoline"])
-    def test_pin_exec_argv_starts_the_program_on_the_cores_when_run(
-        self, with_taskset: bool, monkeypatch: pytest.MonkeyPatch
+    def test_spawn_detached_starts_the_program_on_the_cores_and_the_thread_keeps_its_mask(
+        self, tmp_path: Path
     ) -> None:
-        """taskset or the trampoline really sets the mask, then execs argv keeping its arguments."""
-        if not with_taskset:
-            monkeypatch.setattr(posix, "_taskset", lambda: None)
-        cpu = min(os.sched_getaffinity(0))
+        """The program runs on the job's core from its start; the spawning thread gets its
+        own mask back (it goes on to spawn other jobs)."""
+        own = os.sched_getaffinity(0)
+        cpu = max(own)
         probe = [sys.executable, "-c",
                  "import os, sys; print(sorted(os.sched_getaffinity(0)), sys.argv[1:])", "a b", "c"]
-        out = subprocess.run(posix.pin_exec_argv(probe, [cpu]), capture_output=True, text=True,
-                             timeout=30, check=True).stdout
-        assert out.strip() == f"[{cpu}] ['a b', 'c']"
+        proc = posix.spawn_detached(probe, cwd=tmp_path, env=os.environ, stdout_path=tmp_path / "out",
+                                    cores=[cpu])
+        assert proc.wait(timeout=30) == 0
+        assert (tmp_path / "out").read_text().strip() == f"[{cpu}] ['a b', 'c']"
+        assert os.sched_getaffinity(0) == own
+
+    @needs_affinity
+    def test_spawn_detached_gives_the_thread_its_mask_back_when_the_program_is_missing(
+        self, tmp_path: Path
+    ) -> None:
+        """The caller fails the job with the OSError; the thread is not left pinned."""
+        own = os.sched_getaffinity(0)
+        with pytest.raises(FileNotFoundError):
+            posix.spawn_detached([str(tmp_path / "no-such-solver")], cwd=tmp_path, env=os.environ,
+                                 stdout_path=tmp_path / "out", cores=[max(own)])
+        assert os.sched_getaffinity(0) == own
+
+    @needs_affinity
+    def test_thread_mask_pins_only_the_calling_thread(self) -> None:
+        """Another thread of the daemon (the event loop) keeps running on every CPU."""
+        import threading
+
+        own = os.sched_getaffinity(0)
+        seen: list[set[int]] = []
+        with posix.thread_mask([min(own)]):
+            assert os.sched_getaffinity(0) == {min(own)}
+            other = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+            other.start()
+            other.join()
+        assert os.sched_getaffinity(0) == own
+        # A new thread inherits its creator's mask: this one was made while pinned.
+        assert seen == [{min(own)}]
 
     @needs_affinity
     def test_pin_exec_argv_applies_cores_and_nice_when_both_are_given(self) -> None:
@@ -194,16 +214,11 @@ class TestPinExecArgv:
         assert out.strip() == f"[{cpu}] 5"
 
     @needs_affinity
-    @pytest.mark.parametrize("with_taskset", [True, False], ids=["taskset", "trampoline"])
-    def test_pin_exec_argv_exits_127_naming_the_program_when_it_cannot_be_executed(
-        self, tmp_path: Path, with_taskset: bool, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """A missing program exits 127 with the reason on stderr, like a shell would."""
-        if not with_taskset:
-            monkeypatch.setattr(posix, "_taskset", lambda: None)
+    def test_pin_exec_argv_exits_127_naming_the_program_when_it_cannot_be_executed(self, tmp_path: Path) -> None:
+        """A missing program behind the trampoline exits 127 with the reason on stderr, like a shell would."""
         cpu = min(os.sched_getaffinity(0))
         missing = str(tmp_path / "no-such-solver")
-        done = subprocess.run(posix.pin_exec_argv([missing, "i=main.k"], [cpu]),
+        done = subprocess.run(posix.pin_exec_argv([missing, "i=main.k"], [cpu], nice=1),
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 127
         assert missing in done.stderr and ("cannot execute" in done.stderr or "failed to execute" in done.stderr)

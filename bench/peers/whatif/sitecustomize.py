@@ -148,6 +148,18 @@ def trace() -> None:
     wrap(server, "dispatch", "loop: server.dispatch (a request)")
     wrap(server.Hub, "job_changed", "loop: Hub.job_changed (json)")
     wrap(Connection, "send", "loop: websocket send (await)")
+    from serv import coalesce
+
+    flush = coalesce.CoalescingTransport.flush
+
+    def counted_flush(self: Any) -> None:
+        if self._pending:
+            note("count: frames per socket write", len(self._pending))
+            t = time.perf_counter()
+            flush(self)
+            note("loop: socket write (CoalescingTransport.flush)", time.perf_counter() - t)
+
+    coalesce.CoalescingTransport.flush = counted_flush  # type: ignore[method-assign]
     wrap(logging.Logger, "handle", "any: logging Logger.handle")
     legacy = sys.modules.get("serv.legacy.gateway")
     if legacy is None:
