@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -87,6 +88,7 @@ DEEP_IN_QUEUE = f"queued behind {PLAN_WINDOW} or more jobs"
 # one scan for all jobs ended within this interval, not in one scan per job.
 LATE_SWEEP_S = 1.0
 OUTPUT_CHUNK = 64 * 1024
+SPAWN_THREADS = 4
 QUIET_TRANSITIONS = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 
 
@@ -163,6 +165,10 @@ class JobManager:
         self.listing = JobListing(store, self.jobs)
         # One thread reads every job's output and runs its parser: no thread per job.
         self._tail_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
+        # Spawns have threads of their own: a start must not queue behind the disk checks of
+        # a burst of launches in the shared pool. A spawn mostly waits for the exec, so a few
+        # run side by side.
+        self._spawn_pool = ThreadPoolExecutor(max_workers=SPAWN_THREADS, thread_name_prefix="spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.db_ok = True
         self.licences = LicensePools(config.licenses)
@@ -193,6 +199,7 @@ class JobManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tail_pool.shutdown(wait=True)
+        self._spawn_pool.shutdown(wait=True)
         self._tailer.close()  # the output files the tail thread kept open
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
@@ -477,7 +484,9 @@ class JobManager:
             self._reserved.discard(workdir_key)
         self.db_ok = True
         self.jobs[job.id] = job
-        job_log(log, job.id).info(
+        # DEBUG: the start and the end of every job have INFO lines; a script queueing 200
+        # load cases would double the log with lines the job table already holds.
+        job_log(log, job.id).debug(
             "queued: %s %s ncpu=%d in %s", solver, path.name, ncpu, workdir_key
         )
         self._announce(job)
@@ -699,8 +708,12 @@ class JobManager:
                 return
             env = {**os.environ, **plan.env, TAG_VAR: self.tag_prefix + str(job_id)}
             try:
-                popen, launcher = await asyncio.to_thread(
-                    self._spawn_sync, plan.argv, Path(job.workdir), env, (cores or None) if pin else None, job.nice
+                popen, launcher = await asyncio.get_running_loop().run_in_executor(
+                    self._spawn_pool,
+                    functools.partial(
+                        self._spawn_sync, plan.argv, Path(job.workdir), env, (cores or None) if pin else None,
+                        job.nice,
+                    ),
                 )
             except OSError as exc:
                 await self._fail_start(job, f"could not start {plan.argv[0]}: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import logging
 import logging.handlers
 from pathlib import Path
@@ -93,3 +94,39 @@ def test_a_second_set_up_writes_what_the_first_still_held(tmp_path: Path) -> Non
         logging.getLogger("serv.test").info("line %d", i)
     setup_logging("INFO", None, stream=second)
     assert "line 499" in first.getvalue() and second.getvalue() == ""
+
+
+class TestRotatingLogFile:
+    """The file rolls over by its size without formatting each record twice."""
+
+    def test_rolls_over_once_the_size_is_reached_and_keeps_every_line(self, tmp_path: Path) -> None:
+        from serv.logs import RotatingLogFile
+
+        path = tmp_path / "d.log"
+        handler = RotatingLogFile(path, maxBytes=1000, backupCount=3, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("serv.test.rotate")
+        logger.propagate = False
+        logger.addHandler(handler)
+        try:
+            for i in range(60):
+                logger.warning("line %02d %s", i, "x" * 40)
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+        files = [path, *(tmp_path / f"d.log.{n}" for n in (1, 2))]
+        assert all(f.exists() for f in files) and not (tmp_path / "d.log.4").exists()
+        # Over the size by at most one line, never more.
+        assert all(f.stat().st_size < 1000 + 50 for f in files)
+        lines = [line for f in reversed(files) for line in f.read_text().splitlines()]
+        assert lines == [f"line {i:02d} {'x' * 40}" for i in range(60 - len(lines), 60)]
+
+    def test_a_path_that_is_not_a_regular_file_never_rolls_over(self) -> None:
+        from serv.logs import RotatingLogFile
+
+        handler = RotatingLogFile(os.devnull, maxBytes=1)
+        try:
+            record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
+            assert handler.shouldRollover(record) is False
+        finally:
+            handler.close()
