@@ -23,7 +23,7 @@ installed by bench/peers/setup; a peer that is missing is reported as skipped.
         [--peers dynalauncher,tsp,slurm-wrap,slurm-array,slurm-default]
         [--submit pipelined|sequential] [--extra-procs N] [--json FILE] [--keep]
     diagnostics (dynalauncher only): [--profile FILE.txt [--profile-gil]] (py-spy raw stacks of
-        the daemon), [--what-if switch,quiet-log,no-pin,trace] (run-time patches of serv that
+        the daemon), [--what-if switch,quiet-log,trace] (run-time patches of serv that
         model a change, see docs/benchmarks/throughput.md; `trace` times the daemon's steps),
         [--no-legacy]. The what-ifs scan and children are shipped in 48ab53a, and
         async-schedule, schedule-fast and group-commit are shipped in 773a3fe; asking for one
@@ -457,9 +457,9 @@ def main() -> int:
         type=lambda s: [p for p in s.split(",") if p],
         help="diagnostic: run the daemon with these run-time patches of serv "
         "(bench/peers/whatif/sitecustomize.py): switch (GIL switch interval 0.5 ms), "
-        "quiet-log (no INFO lines), no-pin (no taskset wrapper); trace (timings only). "
+        "quiet-log (no INFO lines); trace (timings only). "
         "No longer available, shipped: scan, children (shipped in 48ab53a), "
-        "async-schedule, schedule-fast, group-commit (shipped in 773a3fe)",
+        "async-schedule, schedule-fast, group-commit (shipped in 773a3fe), no-pin (shipped in 62b1853)",
     )
     parser.add_argument(
         "--no-legacy",

@@ -88,7 +88,7 @@ class Daemon:
         def on_job(job: Job) -> None:
             # Every job that prints changes every second: its wire form is built only
             # when a session is subscribed to "jobs".
-            if any("jobs" in session.topics for session in self.hub.sessions):
+            if self.hub.listens("jobs"):
                 self.hub.job_changed(job)
             if legacy is not None:
                 legacy.job_changed(job)
@@ -101,7 +101,7 @@ class Daemon:
         self.manager = JobManager(
             self.config, self.store, allocator,
             on_job=on_job,
-            on_cores=lambda: self.hub.publish("cores", "coresChanged", {"status": self._cores()}),
+            on_cores=self._cores_changed,
             on_output=on_output,
         )
         if legacy is not None:
@@ -153,9 +153,11 @@ class Daemon:
         await self.manager.reconfigure(config)
         self.config = self.manager.config
 
-    def _cores(self) -> dict[str, Any]:
-        assert self.manager is not None
-        return self.manager.core_status()
+    def _cores_changed(self) -> None:
+        # The core table is built only for a listener: a start and an end each change it.
+        if self.hub.listens("cores"):
+            assert self.manager is not None
+            self.hub.publish("cores", "coresChanged", {"status": self.manager.core_status()})
 
     async def _stop_watchdog(self) -> None:
         if self.watchdog is not None:

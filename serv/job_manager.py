@@ -89,6 +89,7 @@ DEEP_IN_QUEUE = f"queued behind {PLAN_WINDOW} or more jobs"
 LATE_SWEEP_S = 1.0
 OUTPUT_CHUNK = 64 * 1024
 SPAWN_THREADS = 4
+FIRST_LOOK_S = 0.004  # from a spawn to the first look for the solver under the launcher
 QUIET_TRANSITIONS = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 
 
@@ -106,6 +107,7 @@ class Runtime:
     launcher_done: asyncio.Event = field(default_factory=asyncio.Event)
     handles: list[Any] = field(default_factory=list)
     search: asyncio.Task[None] | None = None
+    search_soon: asyncio.TimerHandle | None = None  # the PID search, not begun yet
     stopper: asyncio.Task[None] | None = None
     ending: bool = False
     parser: OutputParser | None = None
@@ -154,6 +156,7 @@ class JobManager:
         self._queue_keys: dict[int, tuple[int, float]] = {}
         self._with_after: set[int] = set()
         self._reserved: set[str] = set()
+        self._workdirs: dict[str, int] = {}  # workdir → its live job (see _live_in)
         self._last_launch: asyncio.Future[None] | None = None  # see launch()
         # Jobs a planning pass booked cores and licences for, whose start is under way.
         self._booked: dict[int, tuple[tuple[int, ...], dict[str, int]]] = {}
@@ -191,6 +194,8 @@ class JobManager:
     async def close(self) -> None:
         """Stop watching; jobs keep running and are re-adopted at the next start."""
         for rt in self._rt.values():
+            if rt.search_soon is not None:
+                rt.search_soon.cancel()
             for handle in rt.handles:
                 handle.cancel()
             rt.handles.clear()
@@ -247,10 +252,22 @@ class JobManager:
             self.jobs[job.id] = job
         else:
             self.jobs.pop(job.id, None)
+            if self._workdirs.get(job.workdir) == job.id:
+                del self._workdirs[job.workdir]
             self._locks.pop(job.id, None)
             self._demands.pop(job.id, None)
         self._announce(job)
         return job
+
+    def _keep_live(self, job: Job) -> None:
+        """A live job enters memory (created, or re-adopted at start)."""
+        self.jobs[job.id] = job
+        self._workdirs[job.workdir] = job.id
+
+    def _live_in(self, workdir: str) -> Job | None:
+        """The live job in `workdir`, if any (one lookup, not a scan of every live job)."""
+        job = self.jobs.get(self._workdirs.get(workdir, -1))
+        return job if job is not None and job.workdir == workdir else None
 
     def _announce(self, job: Job) -> None:
         """Tell the listing, then the subscribers, about a committed record."""
@@ -440,7 +457,7 @@ class JobManager:
         for dep in after:
             await self.get(dep)
         workdir_key = str(folder)
-        busy = next((j for j in self.jobs.values() if j.workdir == workdir_key), None)
+        busy = self._live_in(workdir_key)
         if busy is None and workdir_key in self._reserved:
             raise InvalidState(f"param 'input': workdir {workdir_key} has a launch in progress")
         if busy is not None:
@@ -483,7 +500,7 @@ class JobManager:
         finally:
             self._reserved.discard(workdir_key)
         self.db_ok = True
-        self.jobs[job.id] = job
+        self._keep_live(job)
         # DEBUG: the start and the end of every job have INFO lines; a script queueing 200
         # load cases would double the log with lines the job table already holds.
         job_log(log, job.id).debug(
@@ -731,7 +748,7 @@ class JobManager:
                 self.jobs[job_id] = job
             self._watch(job_id, popen.pid, self._on_launcher_exit)
             self._begin_output(job)
-            rt.search = self._spawn(self._search_solver(job_id, popen.pid), f"job {job_id} pid search")
+            self._search_soon(job_id, popen.pid)
 
     def _resolved_now(self, profile: SolverProfile | None) -> ResolvedProfile | None:
         """The remembered lookup of `profile` when still fresh (no thread hop), else None."""
@@ -752,7 +769,7 @@ class JobManager:
         )
         if nice:
             current.apply_priority([popen.pid], nice)
-        return popen, proctree.identity(popen.pid)
+        return popen, proctree.child_identity(popen.pid)
 
     def _pinning_enabled(self, profile: SolverProfile | None) -> bool:
         if not self.config.cores.pin or (profile is not None and not profile.book_cores):
@@ -770,18 +787,30 @@ class JobManager:
 
     # ----------------------------------------------------------------- real PID
 
-    async def _search_solver(self, job_id: int, launcher_pid: int) -> None:
+    def _search_soon(self, job_id: int, launcher_pid: int) -> None:
+        """Start the PID search after FIRST_LOOK_S: before that the launcher has rarely exec'd
+        the solver, and a job that ends meanwhile needs no search (nor a task) at all."""
+        assert self._loop is not None
+        rt = self._rt[job_id]
+        begun = self._loop.time()
+
+        def begin() -> None:
+            rt.search_soon = None
+            if not rt.ending:
+                rt.search = self._spawn(self._search_solver(job_id, launcher_pid, begun), f"job {job_id} pid search")
+
+        rt.search_soon = self._loop.call_later(FIRST_LOOK_S, begin)
+
+    async def _search_solver(self, job_id: int, launcher_pid: int, begun: float | None = None) -> None:
         """Find the solver under the launcher: at once, then every few ms with backoff, up to
-        `jobs.pid_search_s`; then fall back to the launcher's PID with a WARNING."""
+        `jobs.pid_search_s` after `begun` (default now); then fall back to the launcher's
+        PID with a WARNING."""
         loop = asyncio.get_running_loop()
         names = self._process_names(job_id)
-        begun = loop.time()
+        begun = loop.time() if begun is None else begun
         deadline = begun + self.config.jobs.pid_search_s
         delay = 0.002
         rt = self._rt[job_id]
-        # The first look comes after a moment: before it, the launcher has rarely exec'd the
-        # solver, and a job that ends at once needs no search at all.
-        await asyncio.sleep(0.004)
         while not rt.ending:
             found = await asyncio.to_thread(proctree.find_solver, launcher_pid, names)
             if found is not None:
@@ -885,6 +914,8 @@ class JobManager:
         read the verdict from the output, end the job, free its cores, schedule."""
         rt = self._rt[job_id]
         jlog = job_log(log, job_id)
+        if rt.search_soon is not None:
+            rt.search_soon.cancel()
         for task in (rt.search, rt.stopper):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -1502,7 +1533,7 @@ class JobManager:
         tagged = await asyncio.to_thread(proctree.tagged, self.tag_prefix)
         for job in stored:
             if job.status is S.QUEUED:
-                self.jobs[job.id] = job
+                self._keep_live(job)
                 self._index_queue(job)
                 continue
             seen = await asyncio.to_thread(self._observe, job, tagged.get(self.tag_prefix + str(job.id), []))
@@ -1559,7 +1590,7 @@ class JobManager:
                          pid_cores, job.allocated_cores, cores)
         else:
             jlog.info("restored cores %s from the %s", list(cores or ()), source)
-        self.jobs[job.id] = job
+        self._keep_live(job)
         self.licences.restore(job.id, self.demand(job))
         rt = self._rt.setdefault(job.id, Runtime())
         if seen.tagged_launcher is not None:

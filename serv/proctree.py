@@ -50,6 +50,16 @@ def identity(pid: int) -> ProcIdentity | None:
         return None
 
 
+def child_identity(pid: int) -> ProcIdentity | None:
+    """(pid, create time) of a child the daemon has just started and not yet reaped: its PID
+    cannot have been handed to another process, so one read of its stat is enough (no
+    zombie check: its exit is watched separately). None when it cannot be read."""
+    try:
+        return ProcIdentity(pid, psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
+
+
 def is_alive(ident: ProcIdentity) -> bool:
     """True when the exact process (same pid and create time) still runs; a zombie is dead."""
     try:

@@ -87,6 +87,11 @@ class Hub:
     def __init__(self) -> None:
         self.sessions: set[Session] = set()
 
+    def listens(self, topic: str) -> bool:
+        """Whether any session subscribed to `topic`: a caller skips building what nobody
+        would receive (a core table or a job's wire form, on every start and end)."""
+        return any(topic in session.topics for session in self.sessions)
+
     def publish(self, topic: str, method: str, params: dict[str, Any]) -> None:
         targets = [s for s in self.sessions if topic in s.topics]
         if not targets:

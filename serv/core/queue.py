@@ -82,8 +82,22 @@ def plan_admissions(
     head_short_cores = False
     head_short_pools: set[str] = set()
 
+    # Shortfalls by (cores, licences) asked, valid until something is taken: in a long
+    # queue of alike jobs, each pass would otherwise spell out the same reason per job.
+    known: dict[tuple[object, ...], str] = {}
+
+    def shortfalls(ncpu: int, need: Demand) -> str:
+        """Why a job of `ncpu` cores and `need` licences cannot start now ("" if it can)."""
+        key = (ncpu, *sorted(need.items())) if need else (ncpu,)
+        why = known.get(key)
+        if why is None:
+            short = _shortfalls(ncpu, need, cores, licences)
+            why = known[key] = "waiting for " + " and ".join(short) if short else ""
+        return why
+
     def take(job: Job, need: Demand) -> None:
         nonlocal cores
+        known.clear()
         cores -= cores_of(job)
         for pool, count in need.items():
             free = licences.get(pool)
@@ -95,9 +109,9 @@ def plan_admissions(
             break
         need = demand(job)
         ncpu = cores_of(job)
-        short = _shortfalls(ncpu, need, cores, licences)
+        why = shortfalls(ncpu, need)
         if head is None:
-            if not short:
+            if not why:
                 start.append(job.id)
                 take(job, need)
                 continue
@@ -106,10 +120,10 @@ def plan_admissions(
             head_short_pools = {
                 p for p, n in need.items() if (f := licences.get(p)) is not None and n > f
             }
-            waiting[job.id] = "waiting for " + " and ".join(short)
+            waiting[job.id] = why
             continue
-        if short:
-            waiting[job.id] = "waiting for " + " and ".join(short)
+        if why:
+            waiting[job.id] = why
             continue
         if _would_delay(ncpu, need, head_cores, head_need, head_short_cores, head_short_pools, cores, licences):
             waiting[job.id] = f"waiting behind job {head.id} ({head.ncpu} cores)"

@@ -103,17 +103,22 @@ def spawn_detached(
 
     Raises OSError when the program cannot be started (the caller fails the job with it).
     """
-    with open(stdout_path, "wb") as out, thread_mask(None if nice else cores):
-        return subprocess.Popen(
-            pin_exec_argv(argv, cores, nice),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+    # A bare descriptor: no Python file object is needed just to hand it to the child.
+    out = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        with thread_mask(None if nice else cores):
+            return subprocess.Popen(
+                pin_exec_argv(argv, cores, nice),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+    finally:
+        os.close(out)
 
 
 def io_priority_of(nice: int) -> int:

@@ -71,6 +71,11 @@ class TestErrors:
         assert error["code"] == 1002 and str(deck.parent) in error["message"] and str(first["id"]) in error["message"]
         await client.call("stop", id=first["id"], force=True)
         await client.wait_for(first["id"], *ENDED)
+        # Once it has ended, the folder takes a new job.
+        second = await client.call("launch", solver="fake-smp", input=str(deck))
+        assert second["id"] != first["id"]
+        await client.call("stop", id=second["id"], force=True)
+        await client.wait_for(second["id"], *ENDED)
 
     async def test_input_outside_allowed_roots_is_1004(self, env: Env) -> None:
         """With jobs.allowed_roots set, an input elsewhere is refused with 1004."""

@@ -57,6 +57,10 @@ class TestDaemonCrash:
             owners = [c["job_id"] for c in status["cores"] if c["job_id"] is not None]
             assert sorted(owners) == sorted(before)
             assert (await client.call("getJob", id=queued["id"]))["status"] == "queued"
+            # A re-adopted job and a queued one still own their folders.
+            for job in (mpp, queued):
+                refused = await client.request("launch", {"solver": "fake-smp", "input": job["input"]})
+                assert refused["error"]["code"] == 1002 and str(job["id"]) in refused["error"]["message"]
             # The restored jobs are watched again: a death is noticed at once.
             os.kill(before[smp["id"]]["pid"], signal.SIGKILL)
             ended = await client.wait_for(smp["id"], *ENDED, timeout=DEADLINE)

@@ -117,8 +117,11 @@ class TestWatchdog:
             assert psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
             assert not proctree.is_alive(ident)
             assert proctree.identity(child.pid) is None
+            # The spawn path's cheaper look at its own unreaped child still names it.
+            assert proctree.child_identity(child.pid) == ident
         finally:
             child.wait()
+        assert proctree.child_identity(child.pid) is None  # reaped: nothing to read
 
     def test_watchdog_tick_calls_on_gone_for_a_dead_identity(self) -> None:
         """A direct tick: a job whose solver identity is dead is reported, a live one is not."""

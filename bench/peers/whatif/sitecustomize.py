@@ -11,7 +11,8 @@ the unpatched code. The daemon logs which patches it applied.
 
 Earlier what-ifs are now the shipped code and were removed: `scan` and `children` (cheap
 process scans, shipped in 48ab53a), `async-schedule`, `schedule-fast` and `group-commit`
-(coalesced scheduling, planning window, grouped store writes, shipped in 773a3fe). Their
+(coalesced scheduling, planning window, grouped store writes, shipped in 773a3fe), and
+`no-pin` (no taskset exec per job: 62b1853 pins through the spawning thread's mask). Their
 figures are in docs/benchmarks/throughput.md's history.
 """
 
@@ -30,6 +31,7 @@ SHIPPED = {
     "async-schedule": "773a3fe",
     "schedule-fast": "773a3fe",
     "group-commit": "773a3fe",
+    "no-pin": "62b1853",  # pinning by the spawning thread's mask: no taskset exec any more
 }
 
 
@@ -48,24 +50,14 @@ def switch() -> None:
 
 @patch
 def quiet_log() -> None:
-    """No INFO lines from the job manager (the daemon ships at INFO: 4 lines per trivial
-    job); its WARNINGs and every other logger are unchanged (the bench reads the daemon's
+    """No INFO lines from the job manager (the daemon ships at INFO: 2 lines per trivial
+    job, written by the logging thread); its WARNINGs and every other logger are unchanged (the bench reads the daemon's
     URL from an INFO line). Measures what logging costs per job."""
     import logging
 
     import serv.job_manager
 
     logging.getLogger(serv.job_manager.__name__).setLevel(logging.WARNING)
-
-
-@patch
-def no_pin() -> None:
-    """No `taskset -c N` in front of the job (one exec fewer per job; cores are still
-    booked). Measures what pinning by a wrapper process costs per job."""
-    from serv.job_manager import JobManager
-
-    assert hasattr(JobManager, "_pinning_enabled")
-    JobManager._pinning_enabled = lambda self, profile: False  # type: ignore[method-assign]
 
 
 @patch
