@@ -111,17 +111,22 @@ def _parents(proc: psutil.Process) -> Iterable[psutil.Process]:
 
 
 def kill_orphans(scope: Scope) -> list[proctree.ProcInfo]:
-    """SIGKILL every orphan in `scope`; returns what was killed (pid, name, cwd)."""
-    killed = []
+    """SIGKILL every orphan in `scope`; returns them (pid, name, cwd).
+
+    Each is described before any is killed: killing one part of a tree can end another by
+    itself (an MPI proxy exits when its ranks die), and that one was cleaned up too."""
+    found = []
     for proc in find_orphans(scope):
         try:
-            info = proctree.ProcInfo(proc.pid, proc.name(), proctree.cwd_of(proc))
+            found.append(proctree.ProcInfo(proc.pid, proc.name(), proctree.cwd_of(proc)))
         except psutil.NoSuchProcess:
-            continue
-        if current.send_signal(proc.pid, current.KILL):
+            continue  # ended before the clean-up began
+    for info in found:
+        if current.send_signal(info.pid, current.KILL):
             log.warning("killed orphan pid %d %s (cwd %s)", info.pid, info.name, info.cwd)
-            killed.append(info)
-    return killed
+        else:
+            log.warning("orphan pid %d %s (cwd %s) ended as its tree was killed", info.pid, info.name, info.cwd)
+    return found
 
 
 def all_process_names(profiles: Iterable[Sequence[str]]) -> tuple[str, ...]:

@@ -2,9 +2,12 @@
 
 Routing happens in `process_request`, before the WebSocket handshake (websockets answers
 a plain HTTP request there): `GET /health` and `GET /` are answered as HTTP; `/` with an
-Upgrade header becomes the JSON-RPC socket. The legacy Socket.IO path arrives with #6.
+Upgrade header becomes the JSON-RPC socket; `/socket.io/` is the legacy GUI's (serv.legacy).
 Every outgoing message of a connection goes through one queue and one sender task, so
 responses and notifications never interleave mid-frame and a slow client only slows itself.
+A connection's requests are handled one after another, except consecutive `launch`
+requests, which overlap (a script pipelining its load cases) and still create their jobs
+in arrival order.
 """
 
 from __future__ import annotations
