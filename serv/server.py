@@ -33,7 +33,7 @@ from serv.coalesce import CoalescingConnection
 from serv.config import ServerConfig
 from serv.core.jobs import Job
 from serv.job_manager import utcnow
-from serv.websocket_api import Api, Session, dispatch
+from serv.websocket_api import Api, Session, dispatch, single_request
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,7 @@ def validate_request(request: Any) -> Any:
 
 def is_launch(message: str) -> bool:
     """Whether `message` is one JSON-RPC request (not a batch) for `launch`."""
-    if '"launch"' not in message:  # cheap test first: other methods skip the parse
-        return False
-    try:
-        request = json.loads(message)
-    except ValueError:
-        return False
-    return isinstance(request, dict) and request.get("method") == "launch"
+    return single_request(message, "launch") is not None
 
 
 class Hub:

@@ -381,21 +381,27 @@ async def dispatch(message: str, session: Session, validator: Callable[[Any], An
     return await async_dispatch(message, methods=METHODS, context=session, validator=validator)
 
 
+def single_request(message: str, method: str) -> dict[str, Any] | None:
+    """`message` parsed, when it is one JSON-RPC request (not a batch) for `method`; else
+    None (also for text that is not JSON: the normal path answers that)."""
+    if f'"{method}"' not in message:  # cheap test first: other methods skip the parse
+        return None
+    try:
+        request = json.loads(message)
+    except ValueError:
+        return None
+    return request if isinstance(request, dict) and request.get("method") == method else None
+
+
 def _list_jobs_request(message: str) -> tuple[Any, Any, Any] | None:
     """(status, limit, id or NO_ID) of a plain single `listJobs` request, else None.
 
     Only what the normal path would answer with a result passes; anything it would
     refuse (bad JSON, a batch, extra keys, a bad id, unknown or extra params) is left to
     it, so the errors stay exactly the normal path's."""
-    if '"listJobs"' not in message:  # cheap test first: other methods skip the parse
-        return None
-    try:
-        request = json.loads(message)
-    except ValueError:
-        return None
+    request = single_request(message, "listJobs")
     if (
-        not isinstance(request, dict)
-        or request.get("method") != "listJobs"
+        request is None
         or request.get("jsonrpc") != "2.0"
         or not request.keys() <= REQUEST_KEYS
     ):

@@ -200,6 +200,27 @@ class TestPipelining:
         listed = {job["id"] for job in replies["list"]["result"]}
         assert set(ids) <= listed
 
+    async def test_launches_of_a_client_that_hangs_up_at_once_are_all_created(
+        self, env: Env, daemon: Daemon
+    ) -> None:
+        """A script that sends its launches and exits without reading an answer loses none:
+        every launch that reached the daemon becomes a job, in the order sent."""
+        decks = [env.sleeper_input(0.05, name=f"gone{i}") for i in range(10)]
+        wanted = {str(d) for d in decks}
+        async with Client(daemon.url) as watcher:
+            await watcher.subscribe()
+            async with connect(daemon.url) as ws:
+                for i, deck in enumerate(decks):
+                    params = {"solver": "sleeper", "input": str(deck)}
+                    await ws.send(json.dumps({"jsonrpc": "2.0", "method": "launch", "params": params, "id": i}))
+            created: dict[str, int] = {}
+            while len(created) < len(decks):
+                job = (await watcher.next_notification("jobChanged", timeout=DEADLINE))["job"]
+                if job["input"] in wanted:
+                    created.setdefault(job["input"], job["id"])
+        ids = [created[str(d)] for d in decks]
+        assert ids == sorted(ids)
+
     async def test_a_request_after_a_launch_sees_the_job(self, env: Env, daemon: Daemon) -> None:
         """getJob sent right behind the launch, before its answer, finds the new job."""
         deck = env.sleeper_input(0.05, name="behind")
