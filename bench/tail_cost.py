@@ -181,53 +181,6 @@ def measure_parser(folder: Path, size_mb: int = 10) -> dict[str, Any]:
     }
 
 
-def last_cycle_only(batch: list[str]) -> list[str]:
-    """What-if for the proposed parser change: of consecutive cycle lines only the last (and
-    any naming a restart dump) is handed to the parser; a batch's other cycle lines only
-    carry progress the last one supersedes. Not what the daemon does today."""
-    out: list[str] = []
-    held: str | None = None
-    for line in batch:
-        if "dt" in line and len(line) <= 300 and line[:9].strip().isdigit():
-            if "d3dump" in line or "runrsf" in line:
-                if held is not None:
-                    out.append(held)
-                    held = None
-                out.append(line)
-            else:
-                held = line
-            continue
-        if held is not None:
-            out.append(held)
-            held = None
-        out.append(line)
-    if held is not None:
-        out.append(held)
-    return out
-
-
-def measure_what_if(size_mb: int = 10) -> dict[str, float]:
-    lines = corpus()
-    batches: list[list[str]] = []
-    nbytes = 0
-    while nbytes < size_mb * MB:
-        batch: list[str] = []
-        while sum(len(x) + 1 for x in batch) < 64 * 1024:
-            batch.append(next(lines))
-        nbytes += sum(len(x) + 1 for x in batch)
-        batches.append(batch)
-    out = {}
-    for name, prep in (("as_is", lambda b: b), ("last_cycle_only", last_cycle_only)):
-        parser = LsDynaOutput()
-        t0 = time.process_time()
-        for i, batch in enumerate(batches):
-            parser.feed(STDOUT, prep(batch), i * 0.5)
-            parser.snapshot()
-        out[name] = (time.process_time() - t0) * 1000 / (nbytes / MB)
-        out[name + "_sim_time"] = parser.snapshot().sim_time or 0.0
-    return out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes-mb", default="1,10,100", type=lambda s: [int(x) for x in s.split(",")])
@@ -240,7 +193,6 @@ def main() -> int:
         rows = [measure_size(folder, s) for s in args.sizes_mb]
         (folder / "stdout").unlink(missing_ok=True)
         parse = measure_parser(folder)
-        what_if = measure_what_if()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"# file: LS-DYNA-like stdout, {rows[0]['bytes'] / rows[0]['size_mb'] / MB * 100:.0f}% of "
@@ -260,12 +212,8 @@ def main() -> int:
           f"({parse['feed_us_per_line']:.2f} us/line)")
     print(f"{'  LsDynaOutput.snapshot (per read)':<36} {parse['snapshot_ms_per_mb']:>8.2f} ms/MB")
     print(f"{'  whole tail path':<36} {parse['path_ms_per_mb']:>8.2f} ms/MB")
-    same = what_if["as_is_sim_time"] == what_if["last_cycle_only_sim_time"]
-    print(f"# what-if (proposal, not the daemon's code): feed + snapshot {what_if['as_is']:.1f} ms/MB as is, "
-          f"{what_if['last_cycle_only']:.1f} ms/MB when only the last of consecutive cycle lines is "
-          f"parsed (same final sim_time: {same})")
     if args.json:
-        args.json.write_text(json.dumps({"sizes": rows, "parser": parse, "what_if": what_if}, indent=1))
+        args.json.write_text(json.dumps({"sizes": rows, "parser": parse}, indent=1))
     worst_tail = max(max(r["append_64k_ms_per_mb"], r["append_1m_ms_per_mb"]) for r in rows)
     spread = max(r["append_64k_ms_per_mb"] for r in rows) / min(r["append_64k_ms_per_mb"] for r in rows)
     idle_spread = max(r["idle_us_per_call"] for r in rows) / min(r["idle_us_per_call"] for r in rows)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import itemgetter, not_
 from typing import Iterable
 
 from serv.core.states import Termination
@@ -44,6 +46,23 @@ CYCLE_MAX_CHARS = 300
 # Text past this is never part of a marker; cutting it keeps every search linear in practice.
 LINE_MAX_CHARS = 2000
 DUMP_EVENT = re.compile(r"^write\s+(?P<name>d3dump\d+)\s+file$", re.IGNORECASE)
+# A cycle line in the layout LS-DYNA itself prints (§1.3: `%8d t %.4E dt %.2E`, then the
+# event), at most CYCLE_MAX_CHARS long, that writes no restart dump: nearly every line of a
+# long run. Whatever this matches, CYCLE or CYCLE_BARE reads as a cycle line with `t` in
+# columns 11-20, and DUMP_EVENT finds no dump in (tests/unit/test_lsdyna_output_fast.py
+# checks both), so `feed` only counts these lines, keeps their largest `t` and parses the
+# last one (#7). The first lookahead puts ` t ` at column 8 (the cycle number fills columns
+# 0-7) and refuses a newline or more than CYCLE_MAX_CHARS; the last one refuses an event
+# whose first words are `write d3dump`, with DUMP_EVENT's own case folding (which also takes
+# `wrıte`). ASCII digits and two-digit exponents keep `t` and `dt` finite. The counts are
+# written out (`........`, `[0-9][0-9]`) because the regex engine runs that faster than
+# `{n}`, and this runs on every line.
+PLAIN_CYCLE = re.compile(
+    r"(?=........ t .{0,%d}\Z) *[0-9]+ t [0-9]\.[0-9][0-9][0-9][0-9]E[-+][0-9][0-9]"
+    r" dt [0-9]\.[0-9][0-9]E[-+][0-9][0-9](?: |\Z)(?!\s*(?i:write\s+d3dump))"
+    % (CYCLE_MAX_CHARS - 11)
+)
+_plain_t = itemgetter(slice(11, 21))
 
 # §1.2: what says the solver itself is running. The LSTC-era box line, the Ansys-era box
 # line, the `Version :` box line, and the `ANSYS LEGAL NOTICES` star box that Ansys builds
@@ -121,6 +140,10 @@ def last_token_float(line: str) -> float | None:
 
 def is_licence_failure(low: str) -> bool:
     """True for a lower-cased line that reports a licence failure (UNSEEN, kept defensive)."""
+    if "licen" not in low and "check" not in low and "70021" not in low:
+        # Every marker below holds one of these; most lines hold none, and this costs a
+        # fraction of the searches below (#7).
+        return False
     if any(text in low for text in LICENCE_ALWAYS) or LICENCE_ERROR_NUMBER.search(low):
         return True
     if "lstc_license" in low and any(word in low for word in LSTC_LICENSE_TROUBLE):
@@ -207,11 +230,63 @@ class LsDynaOutput:
                 self._deck_line(line)
             return
         stream = self._streams.setdefault(source, _Stream())
-        hsp = source == D3HSP
-        for line in lines:
-            self._output_line(stream, line, now)
-            if hsp:
+        if source == D3HSP:
+            # Only d3hsp's head is read (SideFile.max_bytes): line by line is cheap enough.
+            for line in lines:
+                self._output_line(stream, line, now)
                 self._hsp_line(line)
+            return
+        self._feed_console(stream, lines if isinstance(lines, list) else list(lines), now)
+
+    def _feed_console(self, stream: _Stream, lines: list[str], now: float) -> None:
+        """Feed console lines, parsing in full only the last of the plain cycle lines (#7).
+
+        Every line of one feed has the same `now`, and no other line reads what a cycle line
+        sets, so the plain cycle lines of a feed (PLAIN_CYCLE) add up to: their number
+        (`cycles_seen`), their largest `t` (`sim_time` and the ETA sample at `now`) and the
+        last of them (`last_cycle`), unless a cycle line read in full comes after it. Every
+        other line is read in full and in order, as before. The lines are told apart with
+        `map` rather than a Python loop: at ~12,000 cycle lines per MB every step per line
+        counts (docs/benchmarks/tail_cost.md).
+        """
+        plain = list(map(bool, map(PLAIN_CYCLE.match, lines)))
+        if plain and stream.open_error is not None:
+            plain[0] = False  # the detail line of an error header that ended the last feed
+        last_read_cycle = -1  # index of the last cycle line read in full
+        # Lazy, so it sees the detail lines marked below before it reaches them.
+        for i in compress(range(len(lines)), map(not_, plain)):
+            seen = stream.cycles_seen
+            self._output_line(stream, lines[i], now)
+            if stream.open_error is not None and i + 1 < len(lines):
+                plain[i + 1] = False  # an error's detail line (§1.6) is read, plain or not
+            if stream.cycles_seen != seen:
+                last_read_cycle = i
+        if True in plain:
+            last_plain = len(plain) - 1 - plain[::-1].index(True)
+            self._add_plain_cycles(
+                stream, list(compress(lines, plain)), last_plain > last_read_cycle, now
+            )
+
+    def _add_plain_cycles(
+        self, stream: _Stream, found: list[str], last_is_latest: bool, now: float
+    ) -> None:
+        """Count the plain cycle lines `found` in one feed at `now`, as `_cycle_line` would.
+
+        `last_is_latest`: no cycle line read in full came after the last of them.
+        """
+        self._started = True
+        t = max(map(float, map(_plain_t, found)))
+        if self._sim_time is None or t > self._sim_time:
+            # The same samples as one `add` per rising line: a sample at the same `now`
+            # replaces the one before it. Only the estimator's rounding can differ.
+            self._sim_time = t
+            self._rate.add(now, t)
+        if last_is_latest:
+            stream.cycles_seen += len(found) - 1
+            # Parsed in full (never refused: see PLAIN_CYCLE) for cycle, dt and event.
+            self._cycle_line(stream, found[-1], now)
+        else:
+            stream.cycles_seen += len(found)
 
     def _output_line(self, stream: _Stream, line: str, now: float) -> None:
         line = line[:LINE_MAX_CHARS]
@@ -240,15 +315,20 @@ class LsDynaOutput:
             procs = MPP_PROCS.match(line)
             if procs is not None:
                 self._header["mpp_procs"] = int(procs["n"])
+        if "=" in line:
+            self._equals_line(stream, line)
+        if self._licence is None and is_licence_failure(line.lower()):
+            self._licence = "licence failure: " + shorten(line.strip(" *\t"))
+
+    def _equals_line(self, stream: _Stream, line: str) -> None:
+        """Added mass and LS-DYNA's estimates: every one of their markers holds `=` (#7:
+        the other lines skip these searches)."""
         if self._added_mass is None and ADDED_MASS in line:
             self._added_mass = last_token_float(line)
         if self._pct_mass is None and PCT_MASS in line:
             self._pct_mass = last_token_float(line)
-        low = line.lower()
-        if "estimated" in low:
+        if "estimated" in line.lower():
             self._estimate_line(stream, line)
-        if self._licence is None and is_licence_failure(low):
-            self._licence = "licence failure: " + shorten(line.strip(" *\t"))
 
     def _close_error(self, stream: _Stream, line: str) -> None:
         """End the open error block with `line` as its first detail line, if it is one."""
