@@ -157,7 +157,7 @@ class JobManager:
         self._with_after: set[int] = set()
         self._reserved: set[str] = set()
         self._workdirs: dict[str, int] = {}  # workdir → its live job (see _live_in)
-        self._last_launch: asyncio.Future[None] | None = None  # see launch()
+        self._last_launch: dict[object, asyncio.Future[None]] = {}  # per client, see launch()
         # Jobs a planning pass booked cores and licences for, whose start is under way.
         self._booked: dict[int, tuple[tuple[int, ...], dict[str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -378,22 +378,27 @@ class JobManager:
         after: Sequence[int] = (),
         extra: Mapping[str, object] | None = None,
         wait_start: bool = False,
+        order: object | None = None,
     ) -> Job:
         """Validate a launch request, queue the job, and start it when it fits.
 
         `extra` is kept with the job (JSON-safe data of the client that launched it, e.g.
         the legacy GUI's own command text). Returns the queued job at once; with
-        `wait_start`, after a planning pass has started it or said why it waits.
+        `wait_start`, after a planning pass has started it or said why it waits. Launches
+        given the same `order` (a client connection) become jobs in the order they were
+        made, even when they overlap; others do not wait for them.
 
         Raises UnknownSolver (1003), InputRejected (1004), ExceedsMachine (1005),
         BackendDown (1006), InvalidState (1002, a live job in the same workdir), BadParam.
         Nothing is created when it raises.
         """
-        # Launches overlap (a client's pipelined requests are handled at once), but jobs
-        # are created in the order the launches arrived: ids and the queue order of equal
-        # priorities follow the order a script submitted its load cases in.
-        previous, turn = self._last_launch, asyncio.get_running_loop().create_future()
-        self._last_launch = turn
+        # Launches overlap (a client's pipelined requests are handled at once), but one
+        # client's jobs are created in the order it sent them: ids and the queue order of
+        # equal priorities follow the order a script submitted its load cases in. Only per
+        # client: a launch stuck on a slow network drive holds up no one else's.
+        key = order if order is not None else object()
+        previous, turn = self._last_launch.get(key), asyncio.get_running_loop().create_future()
+        self._last_launch[key] = turn
         try:
             return await self._launch(
                 previous, turn, solver=solver, input=input, ncpu=ncpu, memory=memory, args=args,
@@ -403,8 +408,8 @@ class JobManager:
         finally:
             if not turn.done():
                 turn.set_result(None)
-            if self._last_launch is turn:
-                self._last_launch = None
+            if self._last_launch.get(key) is turn:
+                del self._last_launch[key]
 
     async def _launch(
         self,
@@ -426,8 +431,8 @@ class JobManager:
         extra: Mapping[str, object] | None,
         wait_start: bool,
     ) -> Job:
-        """launch, once `previous` (the launch that arrived before) has created its job or
-        failed; sets `turn` as soon as this one's job is on its way to the store."""
+        """launch, once `previous` (the same client's launch made before it) has created
+        its job or failed; sets `turn` as soon as this one's job is on its way to the store."""
         profile = self._profile(solver)
         family = family_of(profile.family)
         if restart is not None and not DUMP_NAME.match(restart):

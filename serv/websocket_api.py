@@ -218,6 +218,7 @@ async def launch(
         backend=as_str("backend", backend) or "local",
         licenses=pools,
         after=as_list("after", after, lambda n, v: as_int(n, v, lo=1)),
+        order=session,  # this client's pipelined launches become jobs in the order sent
     )
     return api.manager.wire(job)
 

@@ -221,6 +221,47 @@ class TestPipelining:
         ids = [created[str(d)] for d in decks]
         assert ids == sorted(ids)
 
+    async def test_a_launch_stuck_on_its_disk_check_holds_up_its_own_client_only(
+        self, env: Env, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A hung network drive cannot exist here, so one input's disk check is made to
+        block (the only stand-in in this file): that client's next launch waits for it, to
+        keep its order; another client's launch does not."""
+        import threading
+
+        manager = daemon.manager
+        assert manager is not None
+        release = threading.Event()
+        slow_deck, next_deck, other_deck = (env.sleeper_input(0.05, name=n) for n in ("slow", "next", "other"))
+        check = manager._prepare_sync
+
+        def blocking_check(profile: Any, raw_input: str, restart: Any) -> Any:
+            if raw_input == str(slow_deck):
+                assert release.wait(DEADLINE), "the test never released the slow disk check"
+            return check(profile, raw_input, restart)
+
+        monkeypatch.setattr(manager, "_prepare_sync", blocking_check)
+
+        def launch(deck: Any, request_id: int) -> str:
+            params = {"solver": "sleeper", "input": str(deck)}
+            return json.dumps({"jsonrpc": "2.0", "method": "launch", "params": params, "id": request_id})
+
+        async with connect(daemon.url) as first, connect(daemon.url) as second:
+            await first.send(launch(slow_deck, 1))
+            await first.send(launch(next_deck, 2))
+            first_reply = asyncio.ensure_future(first.recv())
+            await second.send(launch(other_deck, 3))
+            other = json.loads(await asyncio.wait_for(second.recv(), DEADLINE))
+            assert other["id"] == 3 and other["result"]["status"] == "queued"
+            # Meanwhile the first client got nothing, and its second launch made no job.
+            assert not first_reply.done()
+            assert all(job.input != str(next_deck) for job in manager.jobs.values())
+            release.set()
+            replies = [json.loads(await asyncio.wait_for(first_reply, DEADLINE))]
+            replies.append(json.loads(await asyncio.wait_for(first.recv(), DEADLINE)))
+        answers = {reply["id"]: reply["result"]["id"] for reply in replies}
+        assert other["result"]["id"] < answers[1] < answers[2]
+
     async def test_a_request_after_a_launch_sees_the_job(self, env: Env, daemon: Daemon) -> None:
         """getJob sent right behind the launch, before its answer, finds the new job."""
         deck = env.sleeper_input(0.05, name="behind")
