@@ -15,7 +15,8 @@ still counts every byte and pauses the protocol) and closing are unchanged.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 

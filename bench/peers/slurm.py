@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Self
 
+from bench.peers import serve_peer
+
 START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 10.0
 
@@ -256,25 +258,11 @@ class Slurm:
 
 
 def main() -> int:
-    if len(sys.argv) != 2 or sys.argv[1] != "up":
-        print(
-            "usage: python -m bench.peers.slurm up   (runs until Ctrl+C / SIGTERM, then stops)"
-        )
-        return 2
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    with Slurm(keep=True) as s:
-        print(f"SLURM up in {s.timings['start_s']:.2f} s; folder {s.dir}")
-        print(f"export SLURM_CONF={s.conf}")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping")
-    return 0
+    return serve_peer(
+        "slurm",
+        lambda: Slurm(keep=True),
+        lambda s: [f"SLURM up in {s.timings['start_s']:.2f} s; folder {s.dir}", f"export SLURM_CONF={s.conf}"],
+    )
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Self
+
+from bench.peers import serve_peer
 
 
 class TaskSpooler:
@@ -106,25 +107,14 @@ class TaskSpooler:
 
 
 def main() -> int:
-    if len(sys.argv) != 2 or sys.argv[1] != "up":
-        print(
-            "usage: python -m bench.peers.tsp up   (runs until Ctrl+C / SIGTERM, then stops)"
-        )
-        return 2
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    with TaskSpooler(keep=True) as ts:
-        print(f"task-spooler up with {ts.slots} slots; folder {ts.dir}")
-        print(f"export TS_SOCKET={ts.env['TS_SOCKET']} TMPDIR={ts.env['TMPDIR']}")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping")
-    return 0
+    return serve_peer(
+        "tsp",
+        lambda: TaskSpooler(keep=True),
+        lambda ts: [
+            f"task-spooler up with {ts.slots} slots; folder {ts.dir}",
+            f"export TS_SOCKET={ts.env['TS_SOCKET']} TMPDIR={ts.env['TMPDIR']}",
+        ],
+    )
 
 
 if __name__ == "__main__":
