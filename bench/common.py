@@ -264,10 +264,9 @@ class BenchDaemon:
         return bool(self.daemon_id) and tag.startswith(f"{self.daemon_id}:")
 
     def daemon_cpu_s(self) -> float:
-        """CPU seconds (user + system) used so far by the daemon process."""
+        """CPU seconds (user + system) used so far by the daemon process and its spawn helper."""
         assert self.proc is not None
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return float(times.user + times.system)
+        return daemon_cpu_s_of(self.proc.pid)
 
     def tagged(self) -> dict[int, list[int]]:
         """PIDs carrying this daemon's job tag, by job id (a scan of our own processes)."""
@@ -411,27 +410,51 @@ def proc_status_kb(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def spawn_helpers(pid: int) -> list[int]:
+    """The daemon's fork server process (serv.platform.forkserver), once it has started one:
+    its CPU and memory are the daemon's too."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if any("serv.platform.forkserver" in part for part in child.cmdline()):
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def daemon_cpu_s_of(pid: int) -> float:
+    """CPU seconds of the daemon `pid` and of its spawn helper."""
+    return proc_cpu_s(pid) + sum(proc_cpu_s(h) for h in spawn_helpers(pid))
+
+
+def daemon_kb(pid: int, key: str) -> int:
+    """`proc_status_kb` of the daemon plus its spawn helper (memory: both are its cost)."""
+    return proc_status_kb(pid, key) + sum(proc_status_kb(h, key) for h in spawn_helpers(pid))
+
+
 def proc_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def cpu_window(pid: int, seconds: float) -> tuple[float, float]:
-    """(CPU seconds used by `pid`, wall seconds) over a window of `seconds`."""
-    c0, t0 = proc_cpu_s(pid), time.perf_counter()
+    """(CPU seconds used by the daemon `pid` and its spawn helper, wall seconds) over a
+    window of `seconds`."""
+    c0, t0 = daemon_cpu_s_of(pid), time.perf_counter()
     time.sleep(seconds)
-    c1, t1 = proc_cpu_s(pid), time.perf_counter()
+    c1, t1 = daemon_cpu_s_of(pid), time.perf_counter()
     return c1 - c0, t1 - t0
 
 
 def cpu_trace(pid: int, seconds: float, step: float = 1.0) -> tuple[list[float], float]:
-    """CPU seconds used by `pid` in each `step` of a window of `seconds`, and the window's
-    wall time. Summing the steps gives the window's total."""
+    """CPU seconds used by the daemon `pid` and its spawn helper in each `step` of a window
+    of `seconds`, and the window's wall time. Summing the steps gives the window's total."""
     steps: list[float] = []
     began = time.perf_counter()
-    last = proc_cpu_s(pid)
+    last = daemon_cpu_s_of(pid)
     for i in range(1, round(seconds / step) + 1):
         time.sleep(max(began + i * step - time.perf_counter(), 0.0))
-        now = proc_cpu_s(pid)
+        now = daemon_cpu_s_of(pid)
         steps.append(now - last)
         last = now
     return steps, time.perf_counter() - began

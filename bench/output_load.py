@@ -134,7 +134,7 @@ async def run(daemon: common.BenchDaemon, args: argparse.Namespace) -> dict[str,
             fakes_cpu_pct=(fakes1 - fakes0) / wall * 100,
             running_after=len(jobs),
             with_progress=sum(1 for j in jobs if j["sim_time"]),
-            rss_kb=common.proc_status_kb(daemon.pid, "VmRSS"),
+            rss_kb=common.daemon_kb(daemon.pid, "VmRSS"),
             load=common.loadavg(),
         )
         if args.profile:

@@ -106,7 +106,7 @@ def main() -> int:
     with common.BenchDaemon(keep=args.keep, extra_config=extra, prelude=prelude) as daemon:
         common.install_sleeper(daemon.bin_dir)
         pid = daemon.pid
-        rss0 = common.proc_status_kb(pid, "VmRSS")
+        rss0 = common.daemon_kb(pid, "VmRSS")
         cpu_idle0, wall_idle0 = common.cpu_window(pid, 2.0)
         launch_s, failed = asyncio.run(launch_all(daemon, args.n))
         running = args.n - failed
@@ -125,8 +125,8 @@ def main() -> int:
         else:
             trace, wall = common.cpu_trace(pid, args.window)
         cpu = sum(trace)
-        rss = common.proc_status_kb(pid, "VmRSS")
-        hwm = common.proc_status_kb(pid, "VmHWM")
+        rss = common.daemon_kb(pid, "VmRSS")
+        hwm = common.daemon_kb(pid, "VmHWM")
         fds = common.proc_fds(pid)
         threads = psutil.Process(pid).num_threads()
         result.update(cpu_s=cpu, wall_s=wall, cpu_pct=cpu / wall * 100, rss_kb=rss, hwm_kb=hwm,

@@ -91,7 +91,11 @@ async def dyna_run(
         cpu0 = daemon.daemon_cpu_s()
         assert daemon.proc is not None
         threads0 = common.thread_cpu_s(daemon.proc.pid)
-        jobs_cpu0, bench_cpu0 = common.children_cpu_s(daemon.proc.pid), time.process_time()
+        helpers = common.spawn_helpers(daemon.proc.pid)  # started by the warm-up job
+        helper0 = sum(common.proc_cpu_s(h) for h in helpers)
+        # The jobs are reaped by the helper (or the daemon, when it starts them itself).
+        jobs_cpu0 = sum(common.children_cpu_s(p) for p in [daemon.proc.pid, *helpers])
+        bench_cpu0 = time.process_time()
         t0 = time.perf_counter()
         if submit == "pipelined":
             jobs = await asyncio.gather(
@@ -114,7 +118,8 @@ async def dyna_run(
         cpu = daemon.daemon_cpu_s() - cpu0
         threads1 = common.thread_cpu_s(daemon.proc.pid)
         loop_cpu = threads1.get(daemon.proc.pid, 0.0) - threads0.get(daemon.proc.pid, 0.0)
-        jobs_cpu = common.children_cpu_s(daemon.proc.pid) - jobs_cpu0
+        jobs_cpu = sum(common.children_cpu_s(p) for p in [daemon.proc.pid, *helpers]) - jobs_cpu0
+        helper_cpu = sum(common.proc_cpu_s(h) for h in helpers) - helper0
         bench_cpu = time.process_time() - bench_cpu0
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
@@ -128,6 +133,7 @@ async def dyna_run(
         "daemon_cpu_s": cpu,
         # The event loop thread's share: when it nears the wall time, the loop is the bound.
         "loop_cpu_s": loop_cpu,
+        "helper_cpu_s": helper_cpu,
         # On 2 cores the machine is the limit once daemon + jobs + this client near 2 × wall.
         "jobs_cpu_s": jobs_cpu,
         "client_cpu_s": bench_cpu,
@@ -554,7 +560,8 @@ def report(
             print(
                 f"# dynalauncher daemon CPU {dyna['daemon_cpu_s']:.2f} s = "
                 f"{1000 * dyna['daemon_cpu_s'] / dyna['n']:.2f} ms per job, of which the event loop thread "
-                f"{dyna['loop_cpu_s']:.2f} s ({dyna['loop_cpu_s'] / dyna['total_s']:.0%} of the run's wall time); "
+                f"{dyna['loop_cpu_s']:.2f} s ({dyna['loop_cpu_s'] / dyna['total_s']:.0%} of the run's wall time) "
+                f"and the spawn helper process {dyna.get('helper_cpu_s', 0.0):.2f} s; "
                 f"store {dyna['db_bytes'] / 1e6:.1f} MB\n"
                 f"# CPU besides the daemon: the jobs themselves {dyna['jobs_cpu_s']:.2f} s, this bench's "
                 f"client {dyna['client_cpu_s']:.2f} s; all three together "

@@ -53,6 +53,8 @@ from serv.listing import JobListing
 from serv.logs import job_log
 from serv.output import Tailer
 from serv.platform import TAG_VAR, current
+from serv.platform.forkserver import SpawnerLost
+from serv.platform.spawning import Launched, new_spawner
 from serv.profiles import ResolvedProfile, resolve_profile
 from serv.solvers import family_of
 from serv.solvers.base import GracefulStop, LaunchContext, OutputVerdict
@@ -88,7 +90,6 @@ DEEP_IN_QUEUE = f"queued behind {PLAN_WINDOW} or more jobs"
 # one scan for all jobs ended within this interval, not in one scan per job.
 LATE_SWEEP_S = 1.0
 OUTPUT_CHUNK = 64 * 1024
-SPAWN_THREADS = 4
 FIRST_LOOK_S = 0.004  # from a spawn to the first look for the solver under the launcher
 QUIET_TRANSITIONS = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
 
@@ -101,7 +102,7 @@ def utcnow() -> datetime:
 class Runtime:
     """What exists for a live job only while the daemon runs (never persisted)."""
 
-    popen: Any = None
+    child: Launched | None = None  # the launcher, when this daemon started it
     launcher: ProcIdentity | None = None
     launcher_exit: ExitInfo | None = None
     launcher_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -168,10 +169,9 @@ class JobManager:
         self.listing = JobListing(store, self.jobs)
         # One thread reads every job's output and runs its parser: no thread per job.
         self._tail_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
-        # Spawns have threads of their own: a start must not queue behind the disk checks of
-        # a burst of launches in the shared pool. A spawn mostly waits for the exec, so a few
-        # run side by side.
-        self._spawn_pool = ThreadPoolExecutor(max_workers=SPAWN_THREADS, thread_name_prefix="spawn")
+        # Launchers are started (and reaped) by a helper process where there is one: that
+        # work is then off the daemon's GIL (serv.platform.forkserver).
+        self._spawner = new_spawner()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.db_ok = True
         self.licences = LicensePools(config.licenses)
@@ -199,12 +199,14 @@ class JobManager:
             for handle in rt.handles:
                 handle.cancel()
             rt.handles.clear()
+            if rt.child is not None:
+                rt.child.cancel()
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tail_pool.shutdown(wait=True)
-        self._spawn_pool.shutdown(wait=True)
+        await self._spawner.close()
         self._tailer.close()  # the output files the tail thread kept open
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
@@ -728,22 +730,25 @@ class JobManager:
                 why = resolved.reason if resolved else f"solver profile {job.solver!r} no longer exists"
                 await self._fail_start(job, f"could not start: {why}")
                 return
-            env = {**os.environ, **plan.env, TAG_VAR: self.tag_prefix + str(job_id)}
+            folder = Path(job.workdir)
             try:
-                popen, launcher = await asyncio.get_running_loop().run_in_executor(
-                    self._spawn_pool,
-                    functools.partial(
-                        self._spawn_sync, plan.argv, Path(job.workdir), env, (cores or None) if pin else None,
-                        job.nice,
-                    ),
+                child = await self._spawner.spawn(
+                    plan.argv, cwd=folder, env={**plan.env, TAG_VAR: self.tag_prefix + str(job_id)},
+                    stdout_path=folder / "stdout", cores=(cores or None) if pin else None, nice=job.nice,
                 )
+            except SpawnerLost as exc:
+                # The launcher may have started before the helper died: its tag finds it.
+                await self._fail_start(job, f"could not start {plan.argv[0]}: {exc}")
+                self._sweep_later(job)
+                return
             except OSError as exc:
                 await self._fail_start(job, f"could not start {plan.argv[0]}: {exc}")
                 return
             rt = self._rt.setdefault(job_id, Runtime())
-            rt.popen = popen
+            rt.child = child
+            launcher = ProcIdentity(child.pid, child.create_time) if child.create_time is not None else None
             rt.launcher = launcher
-            jlog.info("spawned launcher pid %d on %s: %s", popen.pid, booked, " ".join(plan.argv))
+            jlog.info("spawned launcher pid %d on %s: %s", child.pid, booked, " ".join(plan.argv))
             if launcher is not None:
                 # Kept in memory and written with the next transition (running, or the end):
                 # recovery finds the launcher by its tag, so it needs no commit of its own.
@@ -751,9 +756,9 @@ class JobManager:
                     job, launcher_pid=launcher.pid, launcher_create_time=launcher.create_time
                 )
                 self.jobs[job_id] = job
-            self._watch(job_id, popen.pid, self._on_launcher_exit)
+            child.watch(functools.partial(self._on_launcher_exit, job_id))
             self._begin_output(job)
-            self._search_soon(job_id, popen.pid)
+            self._search_soon(job_id, child.pid)
 
     def _resolved_now(self, profile: SolverProfile | None) -> ResolvedProfile | None:
         """The remembered lookup of `profile` when still fresh (no thread hop), else None."""
@@ -763,18 +768,6 @@ class JobManager:
         if known is not None and known[0] is profile and time.monotonic() - known[1] < RESOLVE_TTL_S:
             return known[2]
         return None
-
-    @staticmethod
-    def _spawn_sync(
-        argv: Sequence[str], folder: Path, env: dict[str, str], cores: Sequence[int] | None, nice: int
-    ) -> tuple[Any, ProcIdentity | None]:
-        """Thread: start the launcher detached; its identity; its priority."""
-        popen = current.spawn_detached(
-            argv, cwd=folder, env=env, stdout_path=folder / "stdout", cores=cores, nice=nice
-        )
-        if nice:
-            current.apply_priority([popen.pid], nice)
-        return popen, proctree.child_identity(popen.pid)
 
     def _pinning_enabled(self, profile: SolverProfile | None) -> bool:
         if not self.config.cores.pin or (profile is not None and not profile.book_cores):
@@ -881,17 +874,15 @@ class JobManager:
             assert self._loop is not None
             self._loop.call_soon(callback, job_id)
 
-    def _on_launcher_exit(self, job_id: int) -> None:
+    def _on_launcher_exit(self, job_id: int, code: int | None = None) -> None:
+        """The launcher has ended; `code` is its exit code when this daemon started it and
+        learnt it (not for a re-adopted launcher, nor after the spawn helper was lost)."""
         rt = self._rt.get(job_id)
         if rt is None:
             return
-        if rt.popen is not None and rt.launcher_exit is None:
-            code = rt.popen.poll()
-            if code is None:
-                # A pidfd reports the exit before the zombie is reapable in rare races.
-                code = rt.popen.wait(timeout=1)
+        if rt.child is not None and code is not None and rt.launcher_exit is None:
             job = self.jobs.get(job_id)
-            solver_is_launcher = job is None or job.pid is None or job.pid == rt.popen.pid
+            solver_is_launcher = job is None or job.pid is None or job.pid == rt.child.pid
             rt.launcher_exit = (
                 ExitInfo(signal=-code, solver_reaped=solver_is_launcher)
                 if code < 0
@@ -899,7 +890,7 @@ class JobManager:
             )
             # The job's end names a failing code; a clean exit is routine (one line less per job).
             job_log(log, job_id).log(
-                logging.INFO if code else logging.DEBUG, "launcher pid %d exited with %d", rt.popen.pid, code
+                logging.INFO if code else logging.DEBUG, "launcher pid %d exited with %d", rt.child.pid, code
             )
         rt.launcher_done.set()
         job = self.jobs.get(job_id)
@@ -924,11 +915,11 @@ class JobManager:
         for task in (rt.search, rt.stopper):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        if rt.popen is not None and not rt.launcher_done.is_set():
+        if rt.child is not None and not rt.launcher_done.is_set():
             try:
                 await asyncio.wait_for(rt.launcher_done.wait(), LAUNCHER_LINGER_S)
             except TimeoutError:
-                jlog.warning("launcher pid %d still running after its solver ended", rt.popen.pid)
+                jlog.warning("launcher pid %d still running after its solver ended", rt.child.pid)
         job = self.jobs[job_id]
         if self._needs_sweep(job, rt):
             leftovers = await asyncio.to_thread(self._kill_tree_sync, job)
@@ -937,17 +928,19 @@ class JobManager:
             self._sweep_later(job)
         if leftovers:
             jlog.warning("killed %d leftover processes of the job: %s", len(leftovers), leftovers)
-            if rt.popen is not None and not rt.launcher_done.is_set():
+            if rt.child is not None and not rt.launcher_done.is_set():
                 try:
                     await asyncio.wait_for(rt.launcher_done.wait(), LAUNCHER_LINGER_S)
                 except TimeoutError:
-                    jlog.error("launcher pid %d survived SIGKILL", rt.popen.pid)
+                    jlog.error("launcher pid %d survived SIGKILL", rt.child.pid)
         snap, verdict, dump, exit_info = await asyncio.get_running_loop().run_in_executor(
             self._tail_pool, self._collect_end_sync, job, rt.launcher_exit
         )
         for handle in rt.handles:
             handle.cancel()
         rt.handles.clear()
+        if rt.child is not None:
+            rt.child.cancel()
         async with self._lock(job_id):
             job = self.jobs[job_id]
             # Rows from schema 0001 carry no requester, but only a user's stop leads to `stopping`.
@@ -1408,14 +1401,14 @@ class JobManager:
         """Whether the end of `job` must look for its leftover processes now. Not when the
         daemon spawned the launcher, has reaped it, and nothing is left in the process group
         it led (one system call instead of a scan of every process on the host)."""
-        if rt.popen is None or not rt.launcher_done.is_set():
+        if rt.child is None or rt.launcher_exit is None:
             return True
         profile = self.config.solvers.get(job.solver)
         if profile is None or str(profile.mpi) != "none":
             # MPI ranks run in sessions of their own, outside the launcher's group
             # (lab-findings §1): only the full sweep finds them.
             return True
-        return current.group_has_members(rt.popen.pid) is not False
+        return current.group_has_members(rt.child.pid) is not False
 
     def _sweep_later(self, job: Job) -> None:
         """Look for processes of the ended `job` that left its process group (setsid) by tag,
