@@ -142,7 +142,7 @@ async def dyna_run(
 
 
 def run_dynalauncher(args: argparse.Namespace) -> dict[str, Any]:
-    extra = "[legacy]\nenabled = false\n" if args.no_legacy else ""
+    extra = ("[legacy]\nenabled = false\n" if args.no_legacy else "") + args.config_extra
     with GenericDaemon(
         keep=args.keep, patches=tuple(args.what_if), extra=extra
     ) as daemon:
@@ -231,7 +231,7 @@ def start_profiler(
             "--pid",
             str(daemon.proc.pid),
             "--rate",
-            "500",
+            "1000",
             "--threads",
             "--format",
             "raw",
@@ -451,6 +451,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy raw stacks of the daemon's run go here"
+    )
+    parser.add_argument(
+        "--config-extra",
+        default="",
+        help="TOML appended to the daemon's configuration (a what-if, e.g. $'[cores]\\npin = false')",
     )
     parser.add_argument(
         "--profile-gil",

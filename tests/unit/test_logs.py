@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from serv.logs import job_log, setup_logging, stop_logging
+from serv.logs import Handoff, job_log, setup_logging, stop_logging
 
 
 class FakeTty(io.StringIO):
@@ -78,7 +78,7 @@ def test_lines_are_written_by_a_thread_with_their_arguments_fixed_when_logged() 
     plain = io.StringIO()
     setup_logging("INFO", None, stream=plain)
     handlers = logging.getLogger().handlers
-    assert len(handlers) == 1 and isinstance(handlers[0], logging.handlers.QueueHandler)
+    assert len(handlers) == 1 and isinstance(handlers[0], Handoff)
     shown = [1, 2]
     logging.getLogger("serv.test").info("pids %s", shown)
     shown.append(3)
@@ -130,3 +130,52 @@ class TestRotatingLogFile:
             assert handler.shouldRollover(record) is False
         finally:
             handler.close()
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_from_many_threads_are_all_written_in_order_and_in_batches() -> None:
+    """Every line of every thread arrives, each thread's in its order; a burst is written in a
+    few writes, not one per line (the writer takes what has gathered at once)."""
+    import threading
+
+    stream = CountingStream()
+    setup_logging("INFO", None, stream=stream)
+    logger = logging.getLogger("serv.test.burst")
+
+    def burst(name: str) -> None:
+        for i in range(200):
+            logger.info("%s line %d", name, i)
+
+    threads = [threading.Thread(target=burst, args=(f"t{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop_logging()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 800
+    for n in range(4):
+        mine = [line.rsplit(": ", 1)[1] for line in lines if f": t{n} line " in line]
+        assert mine == [f"t{n} line {i}" for i in range(200)]
+    assert stream.writes < 100
+
+
+def test_a_line_logged_after_a_quiet_spell_is_written_without_more_lines() -> None:
+    stream = io.StringIO()
+    setup_logging("INFO", None, stream=stream)
+    logging.getLogger("serv.test").warning("alone")
+    import time
+
+    deadline = time.monotonic() + 10
+    while "alone" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.005)  # no event exists for a write to a StringIO: poll under a deadline
+    assert "alone" in stream.getvalue()
