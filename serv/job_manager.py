@@ -21,16 +21,18 @@ import functools
 import logging
 import os
 import re
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 
 import psutil
 
 from serv import lstc, orphans, proctree, workdir
+from serv.batched import BatchedCalls
 from serv.config import Config, SolverProfile
 from serv.core.cores import CoreAllocator
 from serv.core.licenses import LicenseOverbooking, LicensePools
@@ -159,6 +161,7 @@ class JobManager:
         self._reserved: set[str] = set()
         self._workdirs: dict[str, int] = {}  # workdir → its live job (see _live_in)
         self._last_launch: dict[object, asyncio.Future[None]] = {}  # per client, see launch()
+        self._disk_checks = BatchedCalls()
         # Jobs a planning pass booked cores and licences for, whose start is under way.
         self._booked: dict[int, tuple[tuple[int, ...], dict[str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -357,9 +360,13 @@ class JobManager:
         if roots and not any(proctree.within(str(resolved), root) for root in roots):
             allowed = ", ".join(str(r) for r in roots)
             raise InputRejected(f"param 'input': {raw!r} is outside the allowed roots ({allowed})")
-        if not resolved.exists():
-            raise InputRejected(f"param 'input': {raw!r} does not exist")
-        if not resolved.is_file():
+        try:
+            mode = os.stat(resolved).st_mode  # one call for "exists" and "is a file"
+        except (FileNotFoundError, NotADirectoryError):
+            raise InputRejected(f"param 'input': {raw!r} does not exist") from None
+        except OSError as exc:
+            raise InputRejected(f"param 'input': {raw!r} cannot be read: {exc.strerror}") from None
+        if not stat.S_ISREG(mode):
             raise InputRejected(f"param 'input': {raw!r} is not a file")
         return path
 
@@ -403,7 +410,7 @@ class JobManager:
         self._last_launch[key] = turn
         try:
             return await self._launch(
-                previous, turn, solver=solver, input=input, ncpu=ncpu, memory=memory, args=args,
+                key, previous, turn, solver=solver, input=input, ncpu=ncpu, memory=memory, args=args,
                 name=name, priority=priority, nice=nice, restart=restart, backend=backend,
                 licenses=licenses, after=after, extra=extra, wait_start=wait_start,
             )
@@ -415,6 +422,7 @@ class JobManager:
 
     async def _launch(
         self,
+        key: Hashable,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None],
         *,
@@ -439,8 +447,9 @@ class JobManager:
         family = family_of(profile.family)
         if restart is not None and not DUMP_NAME.match(restart):
             raise BadParam(f"param 'restart': {restart!r} is not a restart dump name like d3dump01")
-        # One thread hop for everything that touches the disk.
-        resolved, path = await asyncio.to_thread(self._prepare_sync, profile, input, restart)
+        # One thread hop for everything that touches the disk, shared with the same
+        # client's launches made meanwhile (serv.batched).
+        resolved, path = await self._disk_checks.run(key, self._prepare_sync, profile, input, restart)
         if previous is not None:
             await asyncio.shield(previous)  # this launch's cancellation must not cancel it
         if profile.book_cores and ncpu > self.allocator.usable_count:
