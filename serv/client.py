@@ -19,6 +19,7 @@ from typing import Any, Callable
 from websockets.asyncio.client import ClientConnection, connect
 
 from serv.api import DEFAULT_URL
+from serv.coalesce import CoalescingClientConnection
 
 
 class RpcError(Exception):
@@ -43,7 +44,10 @@ class Client:
 
     async def __aenter__(self) -> Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        self._ws = await connect(self.url, additional_headers=headers, max_size=64 * 1024 * 1024)
+        self._ws = await connect(
+            self.url, additional_headers=headers, max_size=64 * 1024 * 1024,
+            create_connection=CoalescingClientConnection,
+        )
         self._reader = asyncio.create_task(self._read())
         return self
 

@@ -18,9 +18,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 
-__all__ = ["CoalescingTransport", "CoalescingConnection"]
+__all__ = ["CoalescingTransport", "CoalescingConnection", "CoalescingClientConnection"]
 
 
 class CoalescingTransport:
@@ -71,10 +72,21 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def _wrap(transport: asyncio.BaseTransport) -> Any:
+    assert isinstance(transport, asyncio.Transport)
+    return CoalescingTransport(transport, asyncio.get_running_loop())
+
+
 class CoalescingConnection(ServerConnection):
     """A websockets server connection whose frames leave through a CoalescingTransport."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        wrapped: Any = CoalescingTransport(transport, asyncio.get_running_loop())
-        super().connection_made(wrapped)
+        super().connection_made(_wrap(transport))
+
+
+class CoalescingClientConnection(ClientConnection):
+    """The same for a client (serv.client): a script's burst of pipelined requests leaves
+    in a few writes, and the daemon reads them in a few wake-ups, not one per request."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(_wrap(transport))
