@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
 from jsonrpcserver import Error, Success, async_dispatch
+from jsonrpcserver.async_dispatcher import dispatch_request
+from jsonrpcserver.dispatcher import create_request, to_response, validate_request
+from jsonrpcserver.response import ServerErrorResponse, to_serializable
 from jsonrpcserver.result import Result
+from jsonrpcserver.sentinels import NOID
+from oslash.either import Left
 
 from serv import __version__
 from serv.api import TOPICS
@@ -379,7 +384,31 @@ async def dispatch(message: str, session: Session, validator: Callable[[Any], An
     fast = await _list_jobs_fast(message, session)
     if fast is not None:
         return fast
-    return await async_dispatch(message, methods=METHODS, context=session, validator=validator)
+    return await _dispatch_single(message, session, validator)
+
+
+async def _dispatch_single(message: str, session: Session, validator: Callable[[Any], Any]) -> str:
+    """jsonrpcserver's `dispatch` for one request, through its own steps (parse, validate,
+    dispatch_request, to_response) but without the asyncio.gather it wraps even a single
+    request in: a task and a gathering future less per call, i.e. per `launch` of a script's
+    thousand. A batch, and anything that fails before dispatch, takes the library's path."""
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return await async_dispatch(message, methods=METHODS, context=session, validator=validator)
+    checked = validate_request(validator, parsed)
+    if isinstance(checked, Left):
+        return json.dumps(to_serializable(checked))
+    try:
+        request, result = await dispatch_request(METHODS, session, create_request(parsed))
+        if request.id is NOID:
+            return ""  # a notification gets no answer
+        return json.dumps(to_serializable(to_response(request, result)))
+    except Exception as exc:  # the library's last resort, kept: a -32000 answer, logged
+        log.exception("dispatching %s", parsed.get("method"))
+        return json.dumps(to_serializable(Left(ServerErrorResponse(str(exc), None))))
 
 
 def single_request(message: str, method: str) -> dict[str, Any] | None:
