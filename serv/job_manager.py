@@ -56,6 +56,7 @@ from serv.logs import job_log
 from serv.output import Tailer
 from serv.platform import TAG_VAR, current
 from serv.platform.forkserver import SpawnerLost
+from serv.platform.spawn_request import SpawnRequest
 from serv.platform.spawning import Launched, new_spawner
 from serv.profiles import ResolvedProfile, resolve_profile
 from serv.solvers import family_of
@@ -741,10 +742,11 @@ class JobManager:
                 return
             folder = Path(job.workdir)
             try:
-                child = await self._spawner.spawn(
-                    plan.argv, cwd=folder, env={**plan.env, TAG_VAR: self.tag_prefix + str(job_id)},
-                    stdout_path=folder / "stdout", cores=(cores or None) if pin else None, nice=job.nice,
-                )
+                child = await self._spawner.spawn(SpawnRequest(
+                    tuple(plan.argv), folder, folder / "stdout",
+                    env={**plan.env, TAG_VAR: self.tag_prefix + str(job_id)},
+                    cores=(tuple(cores) or None) if pin else None, nice=job.nice,
+                ))
             except SpawnerLost as exc:
                 # The launcher may have started before the helper died: its tag finds it.
                 await self._fail_start(job, f"could not start {plan.argv[0]}: {exc}")

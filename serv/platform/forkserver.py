@@ -17,9 +17,9 @@ spawn.
 
 Wire: each message is a 4-byte big-endian length and a pickle (both ends are this module,
 run by the same interpreter). Requests: ("env", environ) once, first: the daemon's
-environment, which every job's is based on; ("spawn", seq, argv, cwd, overrides, stdout_path,
-cores, nice), `overrides` being what the job's environment adds to it (a few variables, so a
-request is small). Messages from the helper: ("ready", pid), ("spawned", seq, pid, create_time),
+environment, which every job's is based on; ("spawn", seq, SpawnRequest), whose `env` holds
+only what the job's environment adds to it (a few variables, so a request is small).
+Messages from the helper: ("ready", pid), ("spawned", seq, pid, create_time),
 ("failed", seq, errno, strerror, filename), ("exited", pid, returncode) where returncode
 follows Popen (-N: killed by signal N).
 """
@@ -40,9 +40,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from serv.platform import posix
+from serv.platform.spawn_request import SpawnRequest
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +81,11 @@ def _unframe(buffer: bytearray) -> list[tuple[Any, ...]]:
 # ----------------------------------------------------------------- the helper's side
 
 
-def spawn_here(
-    argv: Sequence[str],
-    *,
-    cwd: str,
-    env: dict[str, str],
-    stdout_path: str,
-    cores: Sequence[int] | None,
-    nice: int,
-) -> int:
-    """Start `argv` from this (single-threaded) process: in `cwd`, in a new session, stdin from
-    /dev/null, stdout and stderr to `stdout_path`, pinned to `cores` from its first
-    instruction, at `nice`. Raises OSError as Popen would (missing program, folder, …)."""
-    run = posix.pin_exec_argv(argv, cores, nice)
+def spawn_here(request: SpawnRequest, env: dict[str, str]) -> int:
+    """Start what `request` asks from this (single-threaded) process, with the whole
+    environment `env`. Raises OSError as Popen would (missing program, folder, …)."""
+    cores, nice = request.cores, request.nice
+    run = posix.pin_exec_argv(request.argv, cores, nice)
     program = run[0]
     if os.sep not in program:
         # Like Popen: the program is looked up on the job's PATH, not the helper's.
@@ -102,12 +95,12 @@ def spawn_here(
         program = found
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666),
+        (os.POSIX_SPAWN_OPEN, 1, str(request.stdout_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     # posix_spawn has no working-directory action before Python 3.13; this process has one
     # thread, so changing its own directory for the moment of the spawn is safe.
-    os.chdir(cwd)
+    os.chdir(request.cwd)
     try:
         with posix.thread_mask(None if nice else cores):
             pid = os.posix_spawn(
@@ -178,12 +171,12 @@ def serve(sock: socket.socket) -> None:
 
 
 def _handle(message: tuple[Any, ...], base: dict[str, str], send: Callable[[tuple[Any, ...]], None]) -> None:
-    kind, seq, argv, cwd, overrides, stdout_path, cores, nice = message
+    kind, seq, request = message
     if kind != "spawn":
         send(("failed", seq, errno.EINVAL, f"unknown request {kind!r}", None))
         return
     try:
-        pid = spawn_here(argv, cwd=cwd, env={**base, **overrides}, stdout_path=stdout_path, cores=cores, nice=nice)
+        pid = spawn_here(request, {**base, **request.env})
     except OSError as exc:
         send(("failed", seq, exc.errno, exc.strerror or str(exc), exc.filename))
         return
@@ -275,26 +268,16 @@ class ForkServer:
         """The helper's PID while it runs (tests and diagnostics)."""
         return self._proc.pid if self._proc is not None and self._sock is not None else None
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: dict[str, str],
-        stdout_path: Path,
-        cores: Sequence[int] | None,
-        nice: int,
-    ) -> RemoteChild:
-        """Start `argv` detached (see spawn_here) with the daemon's environment plus `env`.
-        Raises OSError as Popen would, or SpawnerLost."""
+    async def spawn(self, request: SpawnRequest) -> RemoteChild:
+        """Start what `request` asks, from the helper. Raises OSError as Popen would, or
+        SpawnerLost."""
         await self._ensure_started()
         assert self._loop is not None
         self._seq += 1
         seq = self._seq
         future: asyncio.Future[RemoteChild] = self._loop.create_future()
         self._pending[seq] = future
-        cpus = list(cores) if cores else None
-        self._write(_frame(("spawn", seq, list(argv), str(cwd), env, str(stdout_path), cpus, nice)))
+        self._write(_frame(("spawn", seq, request)))
         return await future
 
     async def close(self) -> None:

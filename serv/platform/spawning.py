@@ -15,11 +15,11 @@ import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from serv.platform import IS_LINUX, current
 from serv.platform.forkserver import ForkServer, HelperUnavailable
+from serv.platform.spawn_request import SpawnRequest
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,8 @@ class Launched(Protocol):
 
 
 class Spawner(Protocol):
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: dict[str, str],
-        stdout_path: Path,
-        cores: Sequence[int] | None,
-        nice: int,
-    ) -> Launched:
-        """Start `argv` detached in `cwd`, output to `stdout_path`, pinned to `cores`, at
-        `nice`, with the daemon's environment plus `env`. Raises OSError when it cannot."""
+    async def spawn(self, request: SpawnRequest) -> Launched:
+        """Start what `request` asks. Raises OSError when it cannot."""
 
     async def close(self) -> None:
         """Stop watching; started jobs run on."""
@@ -99,35 +89,25 @@ class ThreadSpawner:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=SPAWN_THREADS, thread_name_prefix="spawn")
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: dict[str, str],
-        stdout_path: Path,
-        cores: Sequence[int] | None,
-        nice: int,
-    ) -> PopenChild:
+    async def spawn(self, request: SpawnRequest) -> PopenChild:
         loop = asyncio.get_running_loop()
-        popen, create_time = await loop.run_in_executor(
-            self._pool, _spawn_sync, list(argv), cwd, {**os.environ, **env}, stdout_path, cores, nice
-        )
+        popen, create_time = await loop.run_in_executor(self._pool, _spawn_sync, request)
         return PopenChild(popen, create_time, loop)
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
 
 
-def _spawn_sync(
-    argv: list[str], cwd: Path, env: dict[str, str], stdout_path: Path, cores: Sequence[int] | None, nice: int
-) -> tuple[subprocess.Popen[bytes], float | None]:
+def _spawn_sync(request: SpawnRequest) -> tuple[subprocess.Popen[bytes], float | None]:
     """Thread: start the launcher detached; its create time; its priority."""
     from serv import proctree  # psutil-based
 
-    popen = current.spawn_detached(argv, cwd=cwd, env=env, stdout_path=stdout_path, cores=cores, nice=nice)
-    if nice:
-        current.apply_priority([popen.pid], nice)
+    popen = current.spawn_detached(
+        request.argv, cwd=request.cwd, env={**os.environ, **request.env},
+        stdout_path=request.stdout_path, cores=request.cores, nice=request.nice,
+    )
+    if request.nice:
+        current.apply_priority([popen.pid], request.nice)
     ident = proctree.child_identity(popen.pid)
     return popen, ident.create_time if ident is not None else None
 
@@ -144,25 +124,14 @@ class HelperFirst:
         """The fork server's PID while it runs."""
         return None if self._threads is not None else self._server.helper_pid
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: dict[str, str],
-        stdout_path: Path,
-        cores: Sequence[int] | None,
-        nice: int,
-    ) -> Launched:
+    async def spawn(self, request: SpawnRequest) -> Launched:
         if self._threads is None:
             try:
-                return await self._server.spawn(
-                    argv, cwd=cwd, env=env, stdout_path=stdout_path, cores=cores, nice=nice
-                )
+                return await self._server.spawn(request)
             except HelperUnavailable as exc:
                 log.warning("%s; starting jobs from the daemon's threads instead", exc)
                 self._threads = ThreadSpawner()
-        return await self._threads.spawn(argv, cwd=cwd, env=env, stdout_path=stdout_path, cores=cores, nice=nice)
+        return await self._threads.spawn(request)
 
     async def close(self) -> None:
         await self._server.close()

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import psutil
 import pytest
@@ -23,11 +23,17 @@ from serv.client import Client
 from serv.daemon import Daemon
 from serv.platform import forkserver
 from serv.platform.forkserver import ForkServer, HelperUnavailable, RemoteChild, SpawnerLost
+from serv.platform.spawn_request import SpawnRequest
 from serv.platform.spawning import HelperFirst, PopenChild
 from tests.conftest import DEADLINE, Env, wait_until
 
 ENDED = ("finished", "failed", "stopped", "cancelled")
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def req(argv: list[str], folder: Path, out: str = "stdout", **rest: Any) -> SpawnRequest:
+    """A spawn in `folder` with its output in `folder/out`."""
+    return SpawnRequest(tuple(argv), folder, folder / out, **rest)
 
 
 @pytest.fixture
@@ -42,7 +48,12 @@ async def server() -> AsyncIterator[ForkServer]:
 def exited_with(child: RemoteChild | PopenChild) -> asyncio.Future[int | None]:
     """A future for the code `child`'s exit is reported with."""
     future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-    child.watch(lambda code: future.done() or future.set_result(code))
+
+    def ended(code: int | None) -> None:
+        if not future.done():
+            future.set_result(code)
+
+    child.watch(ended)
     return future
 
 
@@ -72,10 +83,10 @@ class TestSpawn:
         stdout and stderr in its file, and its exit code comes back."""
         os.environ["DYNALAUNCHER_TEST_BASE"] = "from-daemon"
         try:
-            child = await server.spawn(
+            child = await server.spawn(req(
                 ["/bin/sh", "-c", 'echo "$DYNALAUNCHER_TEST_BASE $OWN $(pwd)"; echo err >&2; exit 3'],
-                cwd=tmp_path, env={"OWN": "job-var"}, stdout_path=tmp_path / "stdout", cores=None, nice=0,
-            )
+                tmp_path, env={"OWN": "job-var"},
+            ))
         finally:
             del os.environ["DYNALAUNCHER_TEST_BASE"]
         assert await asyncio.wait_for(exited_with(child), DEADLINE) == 3
@@ -86,9 +97,7 @@ class TestSpawn:
         cores asked for from the start, and gets SIGPIPE with its default action (Python
         ignores it in the helper); a kill reports the signal like Popen (-9)."""
         cores = sorted(os.sched_getaffinity(0))[-1:]
-        child = await server.spawn(
-            ["sleep", "60"], cwd=tmp_path, env={}, stdout_path=tmp_path / "stdout", cores=cores, nice=0
-        )
+        child = await server.spawn(req(["sleep", "60"], tmp_path, cores=tuple(cores)))
         ended = exited_with(child)
         try:
             assert child.create_time == psutil.Process(child.pid).create_time()
@@ -107,10 +116,7 @@ class TestSpawn:
         tools.mkdir()
         (tools / "only-here").write_text("#!/bin/sh\necho found\n")
         (tools / "only-here").chmod(0o755)
-        child = await server.spawn(
-            ["only-here"], cwd=tmp_path, env={"PATH": f"{tools}:/usr/bin:/bin"},
-            stdout_path=tmp_path / "stdout", cores=None, nice=0,
-        )
+        child = await server.spawn(req(["only-here"], tmp_path, env={"PATH": f"{tools}:/usr/bin:/bin"}))
         assert await asyncio.wait_for(exited_with(child), DEADLINE) == 0
         assert (tmp_path / "stdout").read_text() == "found\n"
 
@@ -128,12 +134,10 @@ class TestSpawn:
     ) -> None:
         (tmp_path / "not-executable").write_text("#!/bin/sh\n")
         with pytest.raises(OSError) as raised:
-            await server.spawn(
-                argv, cwd=tmp_path / folder, env={}, stdout_path=tmp_path / "stdout", cores=None, nice=0
-            )
+            await server.spawn(SpawnRequest(tuple(argv), tmp_path / folder, tmp_path / "stdout"))
         assert raised.value.errno == number
         assert not isinstance(raised.value, SpawnerLost)
-        child = await server.spawn(["/bin/true"], cwd=tmp_path, env={}, stdout_path=tmp_path / "out2", cores=None, nice=0)
+        child = await server.spawn(req(["/bin/true"], tmp_path, out="out2"))
         assert await asyncio.wait_for(exited_with(child), DEADLINE) == 0
 
     async def test_many_at_once_each_reply_goes_to_its_request(self, server: ForkServer, tmp_path: Path) -> None:
@@ -141,8 +145,7 @@ class TestSpawn:
         for folder in folders:
             folder.mkdir()
         children = await asyncio.gather(*(
-            server.spawn(["/bin/sh", "-c", f"echo {i}; exit {i % 7}"], cwd=folder, env={},
-                         stdout_path=folder / "stdout", cores=None, nice=0)
+            server.spawn(req(["/bin/sh", "-c", f"echo {i}; exit {i % 7}"], folder))
             for i, folder in enumerate(folders)
         ))
         codes = await asyncio.wait_for(asyncio.gather(*(exited_with(c) for c in children)), DEADLINE)
@@ -154,8 +157,7 @@ class TestHelperLoss:
     async def test_running_children_are_still_watched_and_the_next_spawn_starts_a_new_helper(
         self, server: ForkServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        child = await server.spawn(["sleep", "60"], cwd=tmp_path, env={}, stdout_path=tmp_path / "stdout",
-                                   cores=None, nice=0)
+        child = await server.spawn(req(["sleep", "60"], tmp_path))
         ended = exited_with(child)
         first = server.helper_pid
         assert first is not None
@@ -167,21 +169,20 @@ class TestHelperLoss:
         assert not ended.done()
         kill(child.pid)
         assert await asyncio.wait_for(ended, DEADLINE) is None  # ended; the code went with the helper
-        again = await server.spawn(["/bin/true"], cwd=tmp_path, env={}, stdout_path=tmp_path / "out2",
-                                   cores=None, nice=0)
+        again = await server.spawn(req(["/bin/true"], tmp_path, out="out2"))
         assert server.helper_pid not in (None, first)
         assert await asyncio.wait_for(exited_with(again), DEADLINE) == 0
 
     async def test_a_spawn_outstanding_when_the_helper_dies_fails_with_spawner_lost(
         self, server: ForkServer, tmp_path: Path
     ) -> None:
-        warm = await server.spawn(["/bin/true"], cwd=tmp_path, env={}, stdout_path=tmp_path / "o", cores=None, nice=0)
+        warm = await server.spawn(req(["/bin/true"], tmp_path))
         await asyncio.wait_for(exited_with(warm), DEADLINE)
         helper = server.helper_pid
         assert helper is not None
         os.kill(helper, signal.SIGSTOP)  # it cannot answer
         pending = asyncio.ensure_future(
-            server.spawn(["/bin/true"], cwd=tmp_path, env={}, stdout_path=tmp_path / "o", cores=None, nice=0)
+            server.spawn(req(["/bin/true"], tmp_path))
         )
         await asyncio.sleep(0)  # the request is written
         kill(helper)
@@ -196,10 +197,11 @@ class TestHelperLoss:
             sys.path.insert(0, {str(ROOT)!r})
             from pathlib import Path
             from serv.platform.forkserver import ForkServer
+            from serv.platform.spawn_request import SpawnRequest
             async def main():
                 fs = ForkServer()
-                child = await fs.spawn(["sleep", "60"], cwd=Path({str(tmp_path)!r}), env={{}},
-                                       stdout_path=Path({str(tmp_path / 'stdout')!r}), cores=None, nice=0)
+                folder = Path({str(tmp_path)!r})
+                child = await fs.spawn(SpawnRequest(("sleep", "60"), folder, folder / "stdout"))
                 print(fs.helper_pid, child.pid, flush=True)
                 await asyncio.sleep(60)
             asyncio.run(main())
@@ -223,12 +225,11 @@ class TestFallback:
     async def test_threads_start_the_jobs_when_the_helper_cannot_start(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
-        monkeypatch.setattr(forkserver.sys, "executable", str(tmp_path / "no-python"))
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
         spawner = HelperFirst()
         try:
             with caplog.at_level(logging.WARNING, logger="serv.platform.spawning"):
-                child = await spawner.spawn(["/bin/sh", "-c", "exit 5"], cwd=tmp_path, env={},
-                                            stdout_path=tmp_path / "stdout", cores=None, nice=0)
+                child = await spawner.spawn(req(["/bin/sh", "-c", "exit 5"], tmp_path))
             assert isinstance(child, PopenChild)
             assert "starting jobs from the daemon's threads instead" in caplog.text
             assert await asyncio.wait_for(exited_with(child), DEADLINE) == 5
@@ -236,10 +237,10 @@ class TestFallback:
             await spawner.close()
 
     async def test_start_failure_is_helper_unavailable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(forkserver.sys, "executable", str(tmp_path / "no-python"))
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
         fs = ForkServer()
         with pytest.raises(HelperUnavailable, match="could not be started"):
-            await fs.spawn(["/bin/true"], cwd=tmp_path, env={}, stdout_path=tmp_path / "o", cores=None, nice=0)
+            await fs.spawn(req(["/bin/true"], tmp_path))
         await fs.close()
 
 
@@ -251,6 +252,7 @@ class TestThroughTheDaemon:
         running = await client.wait_for(job["id"], "running", timeout=DEADLINE)
         assert daemon.manager is not None
         spawner = daemon.manager._spawner
+        assert isinstance(spawner, HelperFirst)
         helper = spawner.helper_pid
         assert helper is not None and psutil.Process(running["pid"]).ppid() == helper
         kill(helper)
