@@ -225,6 +225,9 @@ class Server:
         sender = asyncio.create_task(self._sender(ws, outbox), name=f"sender {session.peer}")
         log.info("client %s connected", session.peer)
         launches: set[asyncio.Task[None]] = set()
+        # A semaphore, not asyncio.wait(launches) per launch: that added and removed a
+        # callback on every overlapping launch each time, 64 of them per request.
+        room = asyncio.Semaphore(MAX_OVERLAPPING_LAUNCHES)
         try:
             async for message in ws:
                 if isinstance(message, bytes):
@@ -236,11 +239,10 @@ class Server:
                 if is_launch(message):
                     # A script's pipelined launches overlap (each waits for the disk and
                     # the store); JobManager still creates them in arrival order.
-                    if len(launches) >= MAX_OVERLAPPING_LAUNCHES:
-                        await asyncio.wait(launches, return_when=asyncio.FIRST_COMPLETED)
+                    await room.acquire()
                     task = asyncio.create_task(self._answer(message, session, send), name="launch")
                     launches.add(task)
-                    task.add_done_callback(functools.partial(_launch_done, launches, session.peer))
+                    task.add_done_callback(functools.partial(_launch_done, launches, room, session.peer))
                     continue
                 # Anything else sees every earlier request of this client done, as if the
                 # requests had been handled one after another.
@@ -281,8 +283,11 @@ class Server:
                     return
 
 
-def _launch_done(launches: set[asyncio.Task[None]], peer: str, task: asyncio.Task[None]) -> None:
+def _launch_done(
+    launches: set[asyncio.Task[None]], room: asyncio.Semaphore, peer: str, task: asyncio.Task[None]
+) -> None:
     launches.discard(task)
+    room.release()
     if not task.cancelled() and task.exception() is not None:
         log.error("a launch request of client %s failed", peer, exc_info=task.exception())
 

@@ -18,6 +18,7 @@ Imports sqlalchemy: only `serv.store` may.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from datetime import UTC, datetime
@@ -154,9 +155,22 @@ def _opt_from_iso(text: str | None) -> datetime | None:
     return None if text is None else from_iso(text)
 
 
+# Compact and key-sorted, so equal values give equal bytes (deterministic files). One
+# encoder for all: json.dumps builds a new one per call whenever options are given.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def _json(value: object) -> str:
-    # Compact and key-sorted, so equal values give equal bytes (deterministic files).
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    if isinstance(value, tuple):
+        return _json_of_tuple(value)
+    return _ENCODER.encode(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_of_tuple(value: tuple[Any, ...]) -> str:
+    """A job's args, command, cores and dependencies are tuples that stay the same over its
+    three or more commits: each is encoded once."""
+    return _ENCODER.encode(value)
 
 
 def _opt_json(value: object | None) -> str | None:
@@ -180,24 +194,20 @@ def job_to_values(job: Job) -> dict[str, Any]:
         "name": job.name,
         "ncpu": job.ncpu,
         "memory": job.memory,
-        "args": _json(list(job.args)),
+        "args": _json(job.args),
         "priority": job.priority,
         "nice": job.nice,
         "restart": job.restart,
         "backend": job.backend,
         "backend_id": job.backend_id,
-        "licenses": _opt_json(
-            None if job.licenses is None else [[pool, count] for pool, count in job.licenses]
-        ),
-        "after": _json(list(job.after)),
-        "command": _json(list(job.command)),
+        "licenses": _opt_json(job.licenses),  # ((pool, count), ...) → [[pool, count], ...]
+        "after": _json(job.after),
+        "command": _json(job.command),
         "pid": job.pid,
         "pid_create_time": job.pid_create_time,
         "launcher_pid": job.launcher_pid,
         "launcher_create_time": job.launcher_create_time,
-        "allocated_cores": _opt_json(
-            None if job.allocated_cores is None else list(job.allocated_cores)
-        ),
+        "allocated_cores": _opt_json(job.allocated_cores),
         "started_at": _opt_iso(job.started_at, f"job {job.id} started_at"),
         "ended_at": _opt_iso(job.ended_at, f"job {job.id} ended_at"),
         "exit_code": job.exit_code,
