@@ -6,13 +6,14 @@ all of its threads runnable at once on a 2-core machine). Here, the calls made f
 while its batch is not yet running join that batch; the batch runs on a thread of the
 shared executor and settles every caller in one loop callback. Different keys (clients)
 never share a batch, so one client's check stuck on a hung network drive holds up only
-that client's launches.
+that client's launches. Jobs' ends read their last output the same way, on the tail thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import Executor
 from typing import Any, Callable, Hashable, TypeVar
 
 T = TypeVar("T")
@@ -21,9 +22,11 @@ _Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 class BatchedCalls:
-    """`await calls.run(key, fn, *args)`: `fn(*args)` on a worker thread, batched by key."""
+    """`await calls.run(key, fn, *args)`: `fn(*args)` on a worker thread, batched by key;
+    on `executor`'s threads (the loop's default executor when None)."""
 
-    def __init__(self) -> None:
+    def __init__(self, executor: Executor | None = None) -> None:
+        self._executor = executor
         self._pending: dict[Hashable, list[_Call]] = {}
         self._guard = threading.Lock()
 
@@ -39,7 +42,7 @@ class BatchedCalls:
             assert batch is not None
             batch.append((fn, args, future))
         if first:
-            loop.run_in_executor(None, self._run_batch, key, loop)
+            loop.run_in_executor(self._executor, self._run_batch, key, loop)
         return await future
 
     def _run_batch(self, key: Hashable, loop: asyncio.AbstractEventLoop) -> None:

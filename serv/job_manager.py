@@ -173,6 +173,8 @@ class JobManager:
         self.listing = JobListing(store, self.jobs)
         # One thread reads every job's output and runs its parser: no thread per job.
         self._tail_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
+        # Ends that come together read their output in one visit to that thread.
+        self._end_reads = BatchedCalls(self._tail_pool)
         # Launchers are started (and reaped) by a helper process where there is one: that
         # work is then off the daemon's GIL (serv.platform.forkserver).
         self._spawner = new_spawner()
@@ -299,9 +301,7 @@ class JobManager:
                 self._with_after.add(job.id)
 
     async def _move(self, job: Job, to: JobStatus, message: str | None = None, **changes: Any) -> Job:
-        moved = transition(job, to, at=utcnow(), message=message)
-        if changes:
-            moved = dataclasses.replace(moved, **changes)
+        moved = transition(job, to, at=utcnow(), message=message, **changes)
         # A start and a found solver have lines of their own with more to say.
         level = logging.DEBUG if to in QUIET_TRANSITIONS else logging.INFO
         if log.isEnabledFor(level):
@@ -944,8 +944,8 @@ class JobManager:
                     await asyncio.wait_for(rt.launcher_done.wait(), LAUNCHER_LINGER_S)
                 except TimeoutError:
                     jlog.error("launcher pid %d survived SIGKILL", rt.child.pid)
-        snap, verdict, dump, exit_info = await asyncio.get_running_loop().run_in_executor(
-            self._tail_pool, self._collect_end_sync, job, rt.launcher_exit
+        snap, verdict, dump, exit_info = await self._end_reads.run(
+            "ends", self._collect_end_sync, job, rt.launcher_exit
         )
         for handle in rt.handles:
             handle.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from serv.errors import InvalidState
 
@@ -88,8 +88,9 @@ def can_move(src: JobStatus, dst: JobStatus) -> bool:
     return (src, dst) in TRANSITIONS
 
 
-def transition(job: Job, to: JobStatus, *, at: datetime, message: str | None = None) -> Job:
-    """Return `job` moved to `to`, stamping start and end times.
+def transition(job: Job, to: JobStatus, *, at: datetime, message: str | None = None, **changes: Any) -> Job:
+    """Return `job` moved to `to`, stamping start and end times, with `changes` (other
+    fields of the same move, e.g. the cores of a start) made in the same copy.
 
     Raises InvalidState (1002) naming the job, its status and the refused target when
     the table forbids the move. Pure: the caller commits and announces the result.
@@ -98,10 +99,13 @@ def transition(job: Job, to: JobStatus, *, at: datetime, message: str | None = N
         raise InvalidState(f"job {job.id} is {job.status}; it cannot become {to}")
     started_at = at if to is S.STARTING and job.started_at is None else job.started_at
     ended_at = at if to in TERMINAL else job.ended_at
+    if "status" in changes:
+        raise TypeError("transition() sets the status itself")
     return dataclasses.replace(
         job,
         status=to,
         message=job.message if message is None else message,
         started_at=started_at,
         ended_at=ended_at,
+        **changes,
     )

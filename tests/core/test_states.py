@@ -150,6 +150,20 @@ class TestStamps:
         assert transition(job, S.PAUSED, at=T1, message="").message == ""
 
 
+class TestChanges:
+    """Other fields of the same move are made in the same copy."""
+
+    def test_transition_applies_the_changes_of_the_move_when_given(self) -> None:
+        moved = transition(job_in(S.QUEUED), S.STARTING, at=T1, message="starting",
+                           allocated_cores=(2, 3), command=("solver", "i=main.k"))
+        assert (moved.status, moved.started_at, moved.message) == (S.STARTING, T1, "starting")
+        assert moved.allocated_cores == (2, 3) and moved.command == ("solver", "i=main.k")
+
+    def test_transition_refuses_a_status_among_the_changes_when_given_one(self) -> None:
+        with pytest.raises(TypeError, match="status"):
+            transition(job_in(S.QUEUED), S.STARTING, at=T1, status=S.FINISHED)
+
+
 class TestGroups:
     """contract.md § Job: terminal statuses, and the live ones that hold a process."""
 

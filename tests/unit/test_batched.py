@@ -81,3 +81,16 @@ async def test_a_cancelled_caller_leaves_the_others_of_its_batch_alone() -> None
     assert await asyncio.wait_for(second, DEADLINE) == 2
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+async def test_calls_run_on_the_executor_given() -> None:
+    """The tail thread's reads at jobs' ends: on that one thread, never another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="only")
+    try:
+        calls = BatchedCalls(pool)
+        names = await asyncio.gather(*(calls.run("ends", lambda: threading.current_thread().name) for _ in range(5)))
+        assert {name.split("_")[0] for name in names} == {"only"}
+    finally:
+        pool.shutdown(wait=True)
