@@ -170,12 +170,18 @@ def test_lines_from_many_threads_are_all_written_in_order_and_in_batches() -> No
 
 
 def test_a_line_logged_after_a_quiet_spell_is_written_without_more_lines() -> None:
-    stream = io.StringIO()
+    import threading
+
+    written = threading.Event()
+
+    class Signalling(io.StringIO):
+        def write(self, text: str) -> int:
+            count = super().write(text)
+            written.set()
+            return count
+
+    stream = Signalling()
     setup_logging("INFO", None, stream=stream)
     logging.getLogger("serv.test").warning("alone")
-    import time
-
-    deadline = time.monotonic() + 10
-    while "alone" not in stream.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.005)  # no event exists for a write to a StringIO: poll under a deadline
+    assert written.wait(10), "the writer thread never wrote the line"
     assert "alone" in stream.getvalue()
