@@ -14,10 +14,10 @@ in batches, one write per batch and handler.
 from __future__ import annotations
 
 import atexit
+import collections
 import logging
 import logging.handlers
 import os
-import collections
 import stat
 import sys
 import threading
