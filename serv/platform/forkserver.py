@@ -38,6 +38,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">I")
 READY_TIMEOUT_S = 30.0
+# A spawn unanswered this long means a stuck helper (a chdir or open on a hung network file
+# system under a job's folder): it is killed and replaced, so that one job's folder cannot
+# hold up every other job's start.
+SPAWN_TIMEOUT_S = 30.0
 # Signals Python ignores at start-up; a solver must get them with their default action (the
 # same set Popen's restore_signals resets).
 _RESET_SIGNALS = tuple(
@@ -258,6 +263,9 @@ class ForkServer:
         self._outbox = bytearray()
         self._seq = 0
         self._pending: dict[int, asyncio.Future[RemoteChild]] = {}
+        self._sent: dict[int, float] = {}  # seq → loop time the request went out, in order
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self.spawn_timeout_s = SPAWN_TIMEOUT_S
         self._children: dict[int, RemoteChild] = {}
         self._ready: asyncio.Future[int] | None = None
         self._starting: asyncio.Lock | None = None
@@ -277,6 +285,9 @@ class ForkServer:
         seq = self._seq
         future: asyncio.Future[RemoteChild] = self._loop.create_future()
         self._pending[seq] = future
+        self._sent[seq] = self._loop.time()
+        if self._deadline_timer is None:
+            self._deadline_timer = self._loop.call_later(self.spawn_timeout_s, self._check_deadlines)
         self._write(_frame(("spawn", seq, request)))
         return await future
 
@@ -393,11 +404,13 @@ class ForkServer:
             _, seq, pid, create_time = message
             child = RemoteChild(pid, create_time, _loop=self._loop)
             self._children[pid] = child
+            self._sent.pop(seq, None)
             future = self._pending.pop(seq, None)
             if future is not None and not future.done():
                 future.set_result(child)
         elif kind == "failed":
             _, seq, number, text, filename = message
+            self._sent.pop(seq, None)
             future = self._pending.pop(seq, None)
             if future is not None and not future.done():
                 future.set_exception(OSError(number, text, filename) if filename else OSError(number, text))
@@ -412,8 +425,35 @@ class ForkServer:
         pid = self._proc.pid if self._proc is not None else None
         log.error("the spawn helper (pid %s) ended%s; jobs it started are watched by pidfd",
                   pid, f": {error}" if error else "")
-        self._drop_connection(SpawnerLost(errno.EPIPE, "the spawn helper ended during the start"))
+        self._give_up(SpawnerLost(errno.EPIPE, "the spawn helper ended during the start"))
+
+    def _check_deadlines(self) -> None:
+        """Timer: a spawn left unanswered for spawn_timeout_s gives the helper up."""
         assert self._loop is not None
+        self._deadline_timer = None
+        if not self._sent:
+            return
+        oldest = next(iter(self._sent.values()))  # requests go out in order
+        due = oldest + self.spawn_timeout_s
+        if self._loop.time() < due:
+            self._deadline_timer = self._loop.call_at(due, self._check_deadlines)
+            return
+        proc = self._proc
+        log.error(
+            "the spawn helper (pid %s) has not answered a spawn for %.0f s (a hung file system "
+            "under a job's folder?); it is killed and replaced, jobs it started are watched by pidfd",
+            proc.pid if proc is not None else None, self.spawn_timeout_s,
+        )
+        if proc is not None:
+            proc.kill()
+            # It dies once its stuck system call returns; reaped whenever that is, by a
+            # thread of its own rather than by the next helper's start.
+            threading.Thread(target=proc.wait, name="spawn-helper-reaper", daemon=True).start()
+            self._proc = None
+        self._give_up(SpawnerLost(errno.ETIMEDOUT, f"the spawn helper did not answer within {self.spawn_timeout_s:.0f} s"))
+
+    def _give_up(self, error: SpawnerLost) -> None:
+        self._drop_connection(error)
         for child in list(self._children.values()):
             self._watch_orphan(child)
         self._children.clear()
@@ -438,6 +478,10 @@ class ForkServer:
                     self._loop.remove_writer(self._sock.fileno())
             self._sock.close()
             self._sock = None
+        self._sent.clear()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
         for future in self._pending.values():

@@ -189,6 +189,30 @@ class TestHelperLoss:
         with pytest.raises(SpawnerLost):
             await asyncio.wait_for(pending, DEADLINE)
 
+    async def test_a_helper_that_stops_answering_is_killed_and_replaced(
+        self, server: ForkServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A stuck helper (stopped here; a hung network drive in life) fails the spawn it holds
+        after spawn_timeout_s, is killed, and the next spawn gets a new helper; a job it had
+        started runs on and its end is still seen."""
+        server.spawn_timeout_s = 2.0  # far above a spawn's few ms, even on a loaded machine
+        running = await server.spawn(req(["sleep", "60"], tmp_path))
+        ended = exited_with(running)
+        stuck = server.helper_pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)
+        with caplog.at_level(logging.ERROR, logger="serv.platform.forkserver"):
+            with pytest.raises(SpawnerLost, match="did not answer"):
+                await asyncio.wait_for(server.spawn(req(["/bin/true"], tmp_path, out="o2")), DEADLINE)
+        assert "has not answered a spawn" in caplog.text
+        await gone(stuck)
+        assert psutil.Process(running.pid).is_running()
+        again = await server.spawn(req(["/bin/true"], tmp_path, out="o3"))
+        assert server.helper_pid not in (None, stuck)
+        assert await asyncio.wait_for(exited_with(again), DEADLINE) == 0
+        kill(running.pid)
+        assert await asyncio.wait_for(ended, DEADLINE) is None
+
     async def test_helper_ends_when_the_daemon_dies_and_the_job_runs_on(self, tmp_path: Path) -> None:
         """kill -9 of the process holding the ForkServer: the helper reads EOF and exits, the
         launcher it started (own session) keeps running."""
