@@ -514,6 +514,3 @@ def _wait_or_kill(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
         proc.wait()
 
-
-if __name__ == "__main__":
-    main()

@@ -79,7 +79,9 @@ def trace() -> None:
     from websockets.asyncio.connection import Connection
 
     from serv import proctree, server, workdir
+    from serv.batched import BatchedCalls
     from serv.job_manager import JobManager
+    from serv.platform.forkserver import ForkServer
     from serv.platform import current
     from serv.store import repo
 
@@ -122,24 +124,29 @@ def trace() -> None:
 
     for name in ("schedule", "_start", "_finish", "_search_solver", "_solver_found", "_note_waiting"):
         wrap(JobManager, name, f"loop: JobManager.{name}")
-    wrap(JobManager, "launch", "loop: JobManager.launch (await)")
-    wrap(JobManager, "_move", "loop: JobManager._move (await commit)")
-    wrap(JobManager, "_spawn_sync", "thread: JobManager._spawn_sync")
-    wrap(current, "spawn_detached", "thread: spawn_detached (Popen)")
-    wrap(proctree, "identity", "thread: proctree.identity")
-    wrap(proctree, "find_solver", "thread: proctree.find_solver")
-    wrap(JobManager, "_prepare_sync", "thread: JobManager._prepare_sync")
-    wrap(JobManager, "_kill_tree_sync", "thread: JobManager._kill_tree_sync")
-    wrap(JobManager, "_kill_tagged_sync", "thread: late sweep _kill_tagged_sync")
-    wrap(current, "group_has_members", "loop: group_has_members")
-    wrap(JobManager, "_collect_end_sync", "tail thread: _collect_end_sync")
-    wrap(workdir, "newest_dump", "tail thread: workdir.newest_dump")
-    wrap(repo.Store, "_write", "loop: Store._write (await)")
-    wrap(repo.Store, "_flush_sync", "store thread: _flush_sync")
-    wrap(repo.Store, "_run_writes", "store thread: _run_writes")
-    wrap(server, "dispatch", "loop: server.dispatch (a request)")
-    wrap(server.Hub, "job_changed", "loop: Hub.job_changed (json)")
-    wrap(Connection, "send", "loop: websocket send (await)")
+    # (owner, attribute, label): every other step timed, where it runs.
+    steps: list[tuple[Any, str, str]] = [
+        (JobManager, "launch", "loop: JobManager.launch (await)"),
+        (JobManager, "_move", "loop: JobManager._move (await commit)"),
+        (ForkServer, "spawn", "loop: ForkServer.spawn (await the helper's reply)"),
+        (ForkServer, "_readable", "loop: ForkServer._readable (helper messages)"),
+        (BatchedCalls, "_run_batch", "thread: BatchedCalls batch (disk checks, end reads)"),
+        (proctree, "find_solver", "thread: proctree.find_solver"),
+        (JobManager, "_prepare_sync", "thread: JobManager._prepare_sync"),
+        (JobManager, "_kill_tree_sync", "thread: JobManager._kill_tree_sync"),
+        (JobManager, "_kill_tagged_sync", "thread: late sweep _kill_tagged_sync"),
+        (current, "group_has_members", "loop: group_has_members"),
+        (JobManager, "_collect_end_sync", "tail thread: _collect_end_sync"),
+        (workdir, "newest_dump", "tail thread: workdir.newest_dump"),
+        (repo.Store, "_write", "loop: Store._write (await)"),
+        (repo.Store, "_flush_sync", "store thread: _flush_sync"),
+        (repo.Store, "_run_writes", "store thread: _run_writes"),
+        (server, "dispatch", "loop: server.dispatch (a request)"),
+        (server.Hub, "job_changed", "loop: Hub.job_changed (json)"),
+        (Connection, "send", "loop: websocket send (await)"),
+    ]
+    for owner, attr, label in steps:
+        wrap(owner, attr, label)
     from serv import coalesce
 
     flush = coalesce.CoalescingTransport.flush
