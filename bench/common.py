@@ -30,7 +30,7 @@ import textwrap
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -504,18 +504,23 @@ def py_spy_profile(pid: int, seconds: float, out: Path, rate: int = 200) -> str:
     return summarize_collapsed(out.read_text())
 
 
+def collapsed_stacks(text: str) -> Iterator[tuple[list[str], int]]:
+    """(frames, sample count) of each line of py-spy's collapsed output. A line whose
+    count is not a number is skipped: py-spy reads the target's memory without stopping
+    it, and now and then a string it reads is torn mid-update."""
+    for line in text.splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if stack and count_s.isdigit():
+            yield stack.split(";"), int(count_s)
+
+
 def summarize_collapsed(text: str, top: int = 12) -> str:
     own: dict[str, int] = {}
     incl: dict[str, int] = {}
     threads: dict[str, int] = {}
     total = 0
-    for line in text.splitlines():
-        stack, _, count_s = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_s)
+    for frames, count in collapsed_stacks(text):
         total += count
-        frames = stack.split(";")
         threads[frames[0]] = threads.get(frames[0], 0) + count
         for frame in set(frames[1:]):
             incl[frame] = incl.get(frame, 0) + count

@@ -8,7 +8,8 @@ task-spooler and a single-node SLURM, all measured in the same run (issue #7, fi
   counts the jobs whose `jobChanged` notification carries a terminal status.
 * task-spooler: `tsp -S 2` with a private TS_SOCKET and TMPDIR; a bash loop `cd <workdir> &&
   tsp -n true` per job; then `tsp -l` is polled every 10 ms until all N are finished
-  (`tsp -w` waits for ONE job).
+  (`tsp -w` waits for ONE job). "tsp-output" is the same with tsp's default of keeping each
+  job's output in a file (`tsp true`), the work dynalauncher does with every job's stdout.
 * SLURM 22.05 (slurmctld + slurmd + munged, private, 127.0.0.1; bench/peers/slurm.py): a bash
   loop of `sbatch --chdir=<workdir> -o /dev/null --wrap true` ("wrap"), or one `sbatch
   --array=1-N` ("array"); completions counted from the jobcomp/filetxt file, polled every
@@ -20,11 +21,12 @@ The clock runs from the first submission to the moment the last job is seen ende
 installed by bench/peers/setup; a peer that is missing is reported as skipped.
 
     .venv/bin/python bench/throughput.py [--n 1000] [--slurm-n 100] [--default-slurm-n 20]
-        [--peers dynalauncher,tsp,slurm-wrap,slurm-array,slurm-default]
+        [--peers dynalauncher,tsp,tsp-output,slurm-wrap,slurm-array,slurm-default]
         [--submit pipelined|sequential] [--extra-procs N] [--json FILE] [--keep]
     diagnostics (dynalauncher only): [--profile FILE.txt [--profile-gil]] (py-spy raw stacks of
-        the daemon), [--what-if switch,quiet-log,trace] (run-time patches of serv that
-        model a change, see docs/benchmarks/throughput.md; `trace` times the daemon's steps),
+        the daemon), [--what-if NAME,...] (run-time patches of serv that model a change, see
+        bench/peers/whatif/sitecustomize.py and docs/benchmarks/throughput.md; `trace` times
+        the daemon's steps, `timeline` each job's chain, `spin` slows one part down),
         [--no-legacy]. The what-ifs scan and children are shipped in 48ab53a, and
         async-schedule, schedule-fast and group-commit are shipped in 773a3fe; asking for one
         of them stops the daemon with a message saying so.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shlex
@@ -58,7 +61,7 @@ from bench.peers.daemon import PROFILE, GenericDaemon
 from serv.client import Client
 
 TERMINAL = common.TERMINAL
-ALL_PEERS = ("dynalauncher", "tsp", "slurm-wrap", "slurm-array", "slurm-default")
+ALL_PEERS = ("dynalauncher", "tsp", "tsp-output", "slurm-wrap", "slurm-array", "slurm-default")
 TUNED = "SchedulerParameters=batch_sched_delay=0"
 GOAL_TSP = 0.5
 GOAL_SLURM = 10.0
@@ -128,6 +131,8 @@ async def dyna_run(
         "how": f"launch x{n} ({submit}), jobChanged",
         "n": n,
         "submit_s": submitted - t0,
+        # perf_counter is CLOCK_MONOTONIC, shared with the daemon's what-if timeline.
+        "submitted_at": submitted,
         "total_s": done - t0,
         "rate": n / (done - t0),
         "daemon_cpu_s": cpu,
@@ -168,6 +173,8 @@ def run_dynalauncher(args: argparse.Namespace) -> dict[str, Any]:
     ):  # the "trace" what-if: step timings, written at daemon exit
         result["trace"] = json.loads(daemon.trace_path.read_text())
         daemon.trace_path.unlink()
+        if "timeline" in result["trace"]:
+            merge_helper_marks(result["trace"]["timeline"], Path(f"{daemon.trace_path}.helper"))
     return result
 
 
@@ -281,24 +288,28 @@ def bash_loop(commands: list[str], env: dict[str, str]) -> None:
     )
 
 
-def run_tsp(args: argparse.Namespace) -> dict[str, Any]:
+def run_tsp(args: argparse.Namespace, *, keep_output: bool = False) -> dict[str, Any]:
+    """tsp -S 2 on N trivial jobs. `keep_output`: tsp's default, each job's output captured
+    in a file of its own (as dynalauncher captures every job's stdout in its workdir);
+    otherwise `tsp -n`, output discarded."""
     from bench.peers.tsp import TaskSpooler
 
     n = args.n
+    submit = "tsp true" if keep_output else "tsp -n true"
     with TaskSpooler(slots=2, keep=args.keep) as ts:
         dirs = workdirs(ts.dir / "runs", n)
-        bash_loop(["cd / && tsp -n true"], ts.env)  # warm-up job (server already up)
+        bash_loop([f"cd / && {submit}"], ts.env)  # warm-up job (server already up)
         ts.wait_all(1)
         base = ts.states().get("finished", 0)
-        cmds = [f"cd {shlex.quote(str(d))} && tsp -n true" for d in dirs]
+        cmds = [f"cd {shlex.quote(str(d))} && {submit}" for d in dirs]
         t0 = time.perf_counter()
         bash_loop(cmds, ts.env)
         submitted = time.perf_counter()
         done = ts.wait_all(base + n)
         levels = ts.exit_levels()
     return {
-        "peer": "task-spooler",
-        "how": f"tsp -S 2; tsp -n true x{n} (bash loop); poll tsp -l",
+        "peer": "task-spooler, output kept" if keep_output else "task-spooler",
+        "how": f"tsp -S 2; {submit} x{n} (bash loop); poll tsp -l",
         "n": n,
         "submit_s": submitted - t0,
         "total_s": done - t0,
@@ -401,17 +412,58 @@ class ProcCount:
         return min(self.seen), max(self.seen)
 
 
+def merge_helper_marks(marks: dict[str, dict[str, float]], path: Path) -> None:
+    """Add the spawn helper's moments (it writes them when it exits, on the daemon's EOF)."""
+    deadline = time.monotonic() + 5.0
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the helper's exit follows the daemon's; no event to wait on
+    if not path.exists():
+        print("# what-if timeline: the spawn helper wrote no moments")
+        return
+    for job_id, moments in json.loads(path.read_text()).items():
+        marks.setdefault(job_id, {}).update(moments)
+    path.unlink()
+
+
+def print_timeline(marks: dict[str, dict[str, float]], submitted_at: float, submit_s: float) -> None:
+    """The `timeline` what-if: the mean of each link of a job's chain (ms from one moment to
+    the next, in the order they happen), for the jobs started while launches were still
+    being handled and for those started after. Both processes' perf_counter is the same
+    CLOCK_MONOTONIC, so the daemon's and the helper's moments compare with the bench's."""
+    order = [
+        "start", "commit starting>", "store thread runs", "store thread wrote", "commit starting<",
+        "spawn>", "h:got", "h:spawned", "h:ctime", "spawn<", "exit", "finish", "read>", "read<",
+        "commit end>",
+    ]
+    print("# what-if timeline: mean ms per link of a job's chain (start -> `commit end>`):")
+    # The warm-up job started before the clock; it is left out.
+    began = submitted_at - submit_s
+    jobs = [m for m in marks.values() if "start" in m and "commit end>" in m and m["start"] >= began]
+    for phase, chosen in (
+        ("started during submission", [m for m in jobs if m["start"] < submitted_at]),
+        ("started after submission", [m for m in jobs if m["start"] >= submitted_at]),
+    ):
+        if not chosen:
+            continue
+        links = []
+        for a, b in itertools.pairwise(order):
+            gaps = [m[b] - m[a] for m in chosen if a in m and b in m]
+            if gaps:
+                links.append(f"{b} {1000 * sum(gaps) / len(gaps):.2f}")
+        chain = [1000 * (m["commit end>"] - m["start"]) for m in chosen]
+        print(
+            f"#   {phase}: {len(chosen)} jobs, chain mean {sum(chain) / len(chain):.2f} ms: "
+            + "; ".join(links)
+        )
+
+
 def top_frames(raw: Path, limit: int = 25) -> str:
     """Inclusive sample share of each function in a py-spy raw (collapsed) file."""
     inclusive: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        k = int(count)
+    for frames, k in common.collapsed_stacks(raw.read_text()):
         total += k
-        for frame in set(stack.split(";")):
+        for frame in set(frames):
             inclusive[frame] += k
     lines = [
         f"# py-spy: {total} samples (all threads, idle excluded); inclusive share:"
@@ -468,7 +520,9 @@ def main() -> int:
         type=lambda s: [p for p in s.split(",") if p],
         help="diagnostic: run the daemon with these run-time patches of serv "
         "(bench/peers/whatif/sitecustomize.py): switch (GIL switch interval 0.5 ms), "
-        "quiet-log (no INFO lines); trace (timings only). "
+        "quiet-log (no INFO lines), store-linger, store-lanes, short-slice; not shippable, to "
+        "learn what limits: store-inline, no-end-read; diagnostics: trace (step timings), "
+        "timeline (each job's chain), cprofile, spin (causal: slow one part down). "
         "No longer available, shipped: scan, children (shipped in 48ab53a), "
         "async-schedule, schedule-fast, group-commit (shipped in 773a3fe), no-pin (shipped in 62b1853)",
     )
@@ -515,6 +569,7 @@ def run_peers(
     for peer in peers:
         need = {
             "tsp": ["tsp"],
+            "tsp-output": ["tsp"],
             "slurm-wrap": ["slurmctld"],
             "slurm-array": ["slurmctld"],
             "slurm-default": ["slurmctld"],
@@ -527,6 +582,8 @@ def run_peers(
             results.append(run_dynalauncher(args))
         elif peer == "tsp":
             results.append(run_tsp(args))
+        elif peer == "tsp-output":
+            results.append(run_tsp(args, keep_output=True))
         elif peer == "slurm-wrap":
             results.append(run_slurm(args, "wrap", args.slurm_n, TUNED))
         elif peer == "slurm-array":
@@ -593,7 +650,7 @@ def report(
             if r is dyna:
                 continue
             ratio = dyna["rate"] / r["rate"]
-            goal = GOAL_TSP if r["peer"] == "task-spooler" else GOAL_SLURM
+            goal = GOAL_TSP if r["peer"].startswith("task-spooler") else GOAL_SLURM
             verdict = (
                 "met" if ratio >= goal else f"missed ({ratio / goal:.2f}x of the goal)"
             )
@@ -601,6 +658,8 @@ def report(
             print(
                 f"# dynalauncher / {r['peer']}: {ratio:.2f}x  goal >= {goal:g}x: {verdict}"
             )
+    if dyna and dyna.get("trace", {}).get("timeline"):
+        print_timeline(dyna["trace"].pop("timeline"), dyna["submitted_at"], dyna["submit_s"])
     if dyna and dyna.get("trace"):
         missing = dyna["trace"].pop("missing", [])
         if missing:

@@ -81,8 +81,8 @@ def trace() -> None:
     from serv import proctree, server, workdir
     from serv.batched import BatchedCalls
     from serv.job_manager import JobManager
-    from serv.platform.forkserver import ForkServer
     from serv.platform import current
+    from serv.platform.forkserver import ForkServer
     from serv.store import repo
 
     times: dict[str, list[float]] = {}
@@ -187,9 +187,380 @@ def trace() -> None:
     @atexit.register
     def dump() -> None:
         out = os.environ.get("DYNALAUNCHER_BENCH_TRACE")
-        if out:
+        if out and sys.argv[:1] != ["-c"]:  # not from the spawn helper (`python -c`)
             with open(out, "w") as f:
                 json.dump({**times, "missing": missing}, f)
+
+
+@patch
+def store_linger() -> None:
+    """The first write of a group is handed to the store thread a little later, not at once:
+    $WHATIF_TURNS loop turns later (default 2), or $WHATIF_STORE_LINGER_S seconds when set.
+    A job's end and the `starting` of the job planned into its cores (a few task steps
+    later) would then share one transaction and one hop instead of waiting one behind the
+    other."""
+    import asyncio
+
+    from serv.errors import StoreUnavailable
+    from serv.store import repo
+
+    def kick(self: Any, loop: asyncio.AbstractEventLoop, turns: int) -> None:
+        if turns:
+            loop.call_soon(kick, self, loop, turns - 1)
+        else:
+            self._executor.submit(self._flush_sync, loop)
+
+    async def _write(self: Any, write: Any) -> Any:
+        if self._closed:
+            raise StoreUnavailable(f"database {self._path} is closed")
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        with self._pending_guard:
+            self._pending.append((write, done))
+            first = len(self._pending) == 1
+        if first:
+            delay = float(os.environ.get("WHATIF_STORE_LINGER_S", "0"))
+            if delay:
+                loop.call_later(delay, kick, self, loop, 0)
+            else:
+                loop.call_soon(kick, self, loop, int(os.environ.get("WHATIF_TURNS", "2")) - 1)
+        return await done
+
+    repo.Store._write = _write
+
+
+@patch
+def cprofile() -> None:
+    """Not a fix: the daemon's event-loop thread under cProfile (call counts and own times;
+    the profiler roughly doubles Python's cost), written to $DYNALAUNCHER_BENCH_TRACE.prof."""
+    import atexit
+    import cProfile
+
+    if sys.argv[:1] == ["-c"]:
+        return  # the spawn helper
+    prof = cProfile.Profile()
+    prof.enable()
+
+    @atexit.register
+    def dump() -> None:
+        prof.disable()
+        out = os.environ.get("DYNALAUNCHER_BENCH_TRACE")
+        if out:
+            prof.dump_stats(out + ".prof")
+
+
+@patch
+def store_inline() -> None:
+    """Not shippable (SQLite on the event loop): a job's writes run on the loop thread, so
+    the store thread's GIL hand-offs (one per SQLite step) are gone. Measures what those
+    hand-offs cost the chain."""
+    from serv.store import repo
+
+    async def _write(self: Any, write: Any) -> Any:
+        self._run_writes([write])
+        return write
+
+    repo.Store._write = _write
+
+
+@patch
+def short_slice() -> None:
+    """Every thread of the daemon and of its spawn helper asks the scheduler (EEVDF, Linux
+    6.12+) for a short time slice ($WHATIF_SLICE_NS, default 0.1 ms) with reset-on-fork, so
+    their wake-ups preempt sooner and their children (the jobs) keep the default."""
+    import ctypes
+    import threading
+
+    class SchedAttr(ctypes.Structure):
+        _fields_ = [
+            ("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+            ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32),
+            ("sched_runtime", ctypes.c_uint64), ("sched_deadline", ctypes.c_uint64),
+            ("sched_period", ctypes.c_uint64), ("sched_util_min", ctypes.c_uint32),
+            ("sched_util_max", ctypes.c_uint32),
+        ]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    slice_ns = int(os.environ.get("WHATIF_SLICE_NS", "100000"))
+
+    def set_slice() -> None:
+        attr = SchedAttr(
+            size=ctypes.sizeof(SchedAttr), sched_policy=0, sched_flags=1,
+            sched_nice=os.getpriority(os.PRIO_PROCESS, 0), sched_runtime=slice_ns,
+        )
+        if libc.syscall(314, 0, ctypes.byref(attr), 0) != 0:
+            raise OSError(ctypes.get_errno(), "sched_setattr")
+
+    set_slice()
+    bootstrap = threading.Thread._bootstrap_inner
+
+    def bootstrap_inner(self: Any) -> None:
+        set_slice()
+        bootstrap(self)
+
+    threading.Thread._bootstrap_inner = bootstrap_inner  # type: ignore[attr-defined]
+
+
+@patch
+def store_lanes() -> None:
+    """The store thread writes the queued transitions of existing jobs (starts, ends) in a
+    transaction of their own before the new jobs (a burst of launches): a start's commit
+    then does not wait behind dozens of inserts. Per lane the order is kept; a job's
+    transitions are only ever asked after its insert is done, so no order across lanes
+    matters."""
+    import asyncio
+
+    from serv.errors import StoreUnavailable
+    from serv.store import repo
+
+    flush_sync = repo.Store._flush_sync
+
+    async def _write(self: Any, write: Any) -> Any:
+        if self._closed:
+            raise StoreUnavailable(f"database {self._path} is closed")
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        with self._pending_guard:
+            if not hasattr(self, "_lanes"):
+                self._lanes = ([], [])  # transitions, new jobs
+            lane = self._lanes[1 if write.new is not None else 0]
+            lane.append((write, done))
+            first = len(self._lanes[0]) + len(self._lanes[1]) == 1
+        if first:
+            self._executor.submit(lanes_flush, self, loop)
+        return await done
+
+    def lanes_flush(self: Any, loop: Any) -> None:
+        while True:
+            with self._pending_guard:
+                transitions, news = self._lanes
+                if transitions:
+                    self._pending, self._lanes = transitions, ([], news)
+                elif news:
+                    self._pending, self._lanes = news, ([], [])
+                else:
+                    return
+            flush_sync(self, loop)
+
+    repo.Store._write = _write
+
+
+@patch
+def no_end_read() -> None:
+    """Not shippable (output printed at the end would be lost): a job's end skips the tail
+    thread's end read. The upper bound of what avoiding that hop could give."""
+    from serv import job_manager
+
+    class NoHop:
+        async def run(self, key: str, fn: Any, job: Any, exit_info: Any) -> Any:
+            return None, job_manager.OutputVerdict(), None, exit_info
+
+    init = job_manager.JobManager.__init__
+
+    def patched_init(self: Any, *a: Any, **k: Any) -> None:
+        init(self, *a, **k)
+        self._end_reads = NoHop()
+
+    job_manager.JobManager.__init__ = patched_init  # type: ignore[method-assign]
+
+
+@patch
+def spin() -> None:
+    """Not a fix: causal profiling by slowing one part down. Adds a busy wait of
+    $WHATIF_SPIN_US microseconds per job to one place, $WHATIF_SPIN_AT: `loop` (the event
+    loop, in a job's start), `helper` (the spawn helper, per spawn), `store` (the store
+    thread, per transaction, holding the GIL). How much the rate falls says how much a
+    cut of the same size there would give."""
+    import time
+
+    from serv.job_manager import JobManager
+    from serv.platform import forkserver
+    from serv.store import repo
+
+    spin_s = float(os.environ.get("WHATIF_SPIN_US", "200")) / 1e6
+    where = os.environ.get("WHATIF_SPIN_AT", "loop")
+
+    def busy() -> None:
+        end = time.perf_counter() + spin_s
+        while time.perf_counter() < end:
+            pass
+
+    if where == "loop":
+        start_booked = JobManager._start_booked
+
+        async def slow_start_booked(self: Any, job_id: int) -> None:
+            busy()
+            await start_booked(self, job_id)
+
+        JobManager._start_booked = slow_start_booked  # type: ignore[method-assign]
+    elif where == "helper":
+        handle = forkserver._handle
+
+        def slow_handle(*a: Any) -> None:
+            busy()
+            handle(*a)
+
+        forkserver._handle = slow_handle
+    elif where == "store":
+        run_writes = repo.Store._run_writes
+
+        def slow_run_writes(self: Any, writes: Any) -> None:
+            busy()
+            run_writes(self, writes)
+
+        repo.Store._run_writes = slow_run_writes  # type: ignore[method-assign]
+    else:
+        raise ValueError(f"WHATIF_SPIN_AT={where!r}: loop, helper or store")
+
+
+@patch
+def no_schedule() -> None:
+    """Not a fix: queued jobs are never planned (nothing starts), so a burst of launches can
+    be timed alone (bench/throughput.py cannot finish with it; see docs/benchmarks/throughput.md)."""
+    from serv.job_manager import JobManager
+
+    JobManager.request_schedule = lambda self: None  # type: ignore[method-assign]
+
+
+@patch
+def timeline() -> None:
+    """Not a fix: the moments of each job's chain (booked start, each commit asked ">" and
+    done "<", spawn asked and answered, exit seen, finish runs, end read on the tail thread),
+    one perf_counter clock for all threads, written as JSON to $DYNALAUNCHER_BENCH_TRACE at
+    exit under "timeline": {job id: {moment: seconds}}. Shows which link holds a core."""
+    import atexit
+    import functools
+    import json
+    import time
+
+    from serv.core.states import JobStatus
+    from serv.job_manager import JobManager
+    from serv.platform import TAG_VAR
+    from serv.platform.forkserver import ForkServer
+
+    marks: dict[int, dict[str, float]] = {}
+
+    def mark(job_id: int, what: str) -> None:
+        marks.setdefault(job_id, {}).setdefault(what, time.perf_counter())
+
+    start_booked = JobManager._start_booked
+
+    async def timed_start_booked(self: Any, job_id: int) -> None:
+        mark(job_id, "start")
+        await start_booked(self, job_id)
+
+    move = JobManager._move
+
+    async def timed_move(self: Any, job: Any, status: Any, *a: Any, **k: Any) -> Any:
+        name = "starting" if status is JobStatus.STARTING else (
+            "end" if status.is_terminal else status.value)
+        mark(job.id, f"commit {name}>")
+        try:
+            return await move(self, job, status, *a, **k)
+        finally:
+            mark(job.id, f"commit {name}<")
+
+    spawn = ForkServer.spawn
+
+    async def timed_spawn(self: Any, request: Any) -> Any:
+        job_id = int(request.env[TAG_VAR].rsplit(":", 1)[1])
+        mark(job_id, "spawn>")
+        try:
+            return await spawn(self, request)
+        finally:
+            mark(job_id, "spawn<")
+
+    on_exit = JobManager._on_launcher_exit
+
+    def timed_on_exit(self: Any, job_id: int, code: int | None = None) -> None:
+        mark(job_id, "exit")
+        on_exit(self, job_id, code)
+
+    finish = JobManager._finish
+
+    async def timed_finish(self: Any, job_id: int) -> None:
+        mark(job_id, "finish")
+        await finish(self, job_id)
+
+    collect = JobManager._collect_end_sync
+
+    def timed_collect(self: Any, job: Any, *a: Any) -> Any:
+        mark(job.id, "read>")
+        try:
+            return collect(self, job, *a)
+        finally:
+            mark(job.id, "read<")
+
+    # The spawn helper (serv.platform.forkserver, a `python -c` child of the daemon) runs
+    # this too; its moments are its own, written beside the daemon's.
+    from serv.platform import forkserver
+
+    handle, spawn_here, create_time = forkserver._handle, forkserver.spawn_here, forkserver._create_time
+    by_pid: dict[int, int] = {}
+
+    def timed_handle(message: tuple[Any, ...], *a: Any) -> None:
+        if message[0] == "spawn":
+            mark(int(message[2].env[TAG_VAR].rsplit(":", 1)[1]), "h:got")
+        handle(message, *a)
+
+    def timed_spawn_here(request: Any, *a: Any) -> int:
+        pid = spawn_here(request, *a)
+        by_pid[pid] = job_id = int(request.env[TAG_VAR].rsplit(":", 1)[1])
+        mark(job_id, "h:spawned")
+        return pid
+
+    def timed_create_time(pid: int) -> float | None:
+        try:
+            return create_time(pid)
+        finally:
+            if pid in by_pid:
+                mark(by_pid[pid], "h:ctime")
+
+    forkserver._handle = timed_handle
+    forkserver.spawn_here = timed_spawn_here
+    forkserver._create_time = timed_create_time
+    from serv.store import repo
+
+    flush_sync, run_writes = repo.Store._flush_sync, repo.Store._run_writes
+
+    def ids_of(writes: list[Any]) -> list[int]:
+        return [row["id"] for w in writes for row in w.rows if "id" in row]
+
+    def timed_flush_sync(self: Any, loop: Any) -> None:
+        with self._pending_guard:
+            ids = ids_of([w for w, _done in self._pending])
+        for job_id in ids:
+            mark(job_id, "store thread runs")
+        flush_sync(self, loop)
+
+    def timed_run_writes(self: Any, writes: list[Any]) -> None:
+        run_writes(self, writes)
+        for job_id in ids_of(writes):
+            mark(job_id, "store thread wrote")
+
+    repo.Store._flush_sync = timed_flush_sync  # type: ignore[method-assign]
+    repo.Store._run_writes = timed_run_writes  # type: ignore[method-assign]
+    JobManager._start_booked = functools.wraps(start_booked)(timed_start_booked)  # type: ignore[method-assign]
+    JobManager._move = functools.wraps(move)(timed_move)  # type: ignore[method-assign]
+    ForkServer.spawn = functools.wraps(spawn)(timed_spawn)  # type: ignore[method-assign]
+    JobManager._on_launcher_exit = functools.wraps(on_exit)(timed_on_exit)  # type: ignore[method-assign]
+    JobManager._finish = functools.wraps(finish)(timed_finish)  # type: ignore[method-assign]
+    JobManager._collect_end_sync = functools.wraps(collect)(timed_collect)  # type: ignore[method-assign]
+
+    def dump() -> None:
+        out = os.environ.get("DYNALAUNCHER_BENCH_TRACE")
+        if out:
+            with open(out, "w") as f:
+                json.dump({"timeline": marks}, f)
+
+    def dump_helper() -> None:
+        out = os.environ.get("DYNALAUNCHER_BENCH_TRACE")
+        if out and marks:
+            with open(out + ".helper", "w") as f:
+                json.dump(marks, f)
+
+    # sys.argv is only certain at exit: the helper is `python -c`, the daemon launcher.py.
+    atexit.register(lambda: (dump_helper if sys.argv[:1] == ["-c"] else dump)())
 
 
 def apply() -> None:
