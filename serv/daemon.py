@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from pathlib import Path
@@ -214,6 +215,15 @@ async def serve_forever(config: Config, reload: Callable[[], Config] | None = No
 
     current.install_shutdown_handlers(loop, on_signal)
     async with Daemon(config) as daemon:
+        # What start made (modules, classes, configuration, recovered jobs) mostly lives as
+        # long as the process. Frozen, the cyclic collector no longer walks it: a full
+        # collection, which stops every thread, took 30-70 ms with it and now walks only
+        # what was made since (bench/throughput.py: 1,000 launches in 0.29-0.33 s instead
+        # of 0.33-0.38). Cyclic garbage among the frozen objects would never be freed; it
+        # is bounded by what start made. Done here, by the owner of the process, not in
+        # Daemon, which tests and embedders run inside processes of their own.
+        gc.collect()
+        gc.freeze()
         if reload is not None:
             current.install_reload_handler(loop, lambda: daemon.spawn_reload(reload))
         await stop.wait()

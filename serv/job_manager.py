@@ -682,7 +682,7 @@ class JobManager:
         job = self.jobs.get(job_id)
         if job is None or job.status is not S.QUEUED or job.message == why:
             return
-        job = dataclasses.replace(job, message=why)
+        job = job.evolve(message=why)
         self.jobs[job_id] = job
         self._announce(job)
 
@@ -763,8 +763,8 @@ class JobManager:
             if launcher is not None:
                 # Kept in memory and written with the next transition (running, or the end):
                 # recovery finds the launcher by its tag, so it needs no commit of its own.
-                job = dataclasses.replace(
-                    job, launcher_pid=launcher.pid, launcher_create_time=launcher.create_time
+                job = job.evolve(
+                    launcher_pid=launcher.pid, launcher_create_time=launcher.create_time
                 )
                 self.jobs[job_id] = job
             child.watch(functools.partial(self._on_launcher_exit, job_id))
@@ -853,7 +853,7 @@ class JobManager:
                 return
             # The pid file is on disk before anyone hears the job is running.
             await asyncio.to_thread(workdir.write_pid_file, Path(job.workdir), solver.pid, job.allocated_cores)
-            found = dataclasses.replace(job, pid=solver.pid, pid_create_time=solver.create_time)
+            found = job.evolve(pid=solver.pid, pid_create_time=solver.create_time)
             if job.status is S.STARTING:
                 job = await self._move(found, S.RUNNING, f"solver pid {solver.pid}")
             else:
@@ -969,7 +969,7 @@ class JobManager:
             if snap is not None:
                 job = apply_progress(job, snap)
                 if ending.status is S.FINISHED and job.progress is not None:
-                    job = dataclasses.replace(job, progress=100.0, eta_s=0.0)
+                    job = job.evolve(progress=100.0, eta_s=0.0)
             # Planning runs while the end is being written: the store writes in the order
             # it was asked, so the next job's `starting` (a later write) can never be on
             # disk while this job still holds the cores there.
@@ -1136,7 +1136,7 @@ class JobManager:
         stored = await self.get(job_id)
         async with self._lock(job_id):
             job = self._require_queued(job_id, stored, "re-prioritised")
-            job = await self._save(dataclasses.replace(job, priority=priority))
+            job = await self._save(job.evolve(priority=priority))
             job_log(log, job_id).info("priority set to %d", priority)
         await self.schedule()
         return self.jobs.get(job_id, job)
@@ -1153,7 +1153,7 @@ class JobManager:
             queued = queue_order(self.jobs.values())
             changes = reorder(queued, job_id, position)
             changed = [
-                dataclasses.replace(self.jobs[i], priority=prio, queue_seq=seq)
+                self.jobs[i].evolve(priority=prio, queue_seq=seq)
                 for i, (prio, seq) in changes.items()
             ]
             if changed:
@@ -1171,7 +1171,7 @@ class JobManager:
         stored = await self.get(job_id)
         async with self._lock(job_id):
             job = self._require_queued(job_id, stored, "resized")
-            resized = dataclasses.replace(job, ncpu=ncpu, extra={**job.extra, **(extra or {})})
+            resized = job.evolve(ncpu=ncpu, extra={**job.extra, **(extra or {})})
             if self.cores_of(resized) and ncpu > self.allocator.usable_count:
                 raise ExceedsMachine(f"param 'ncpu': {ncpu} exceeds the {self.allocator.usable_count} usable cores")
             self.licences.check_fits(self.demand(resized), "ncpu")
@@ -1254,7 +1254,7 @@ class JobManager:
             await asyncio.to_thread(workdir.write_d3kil, Path(job.workdir), switch)
             job_log(log, job_id).info("wrote %s to d3kil", switch)
             if switch in ("sw1", "stop"):
-                job = await self._save(dataclasses.replace(job, stop_requested_by=f"sense switch {switch}"))
+                job = await self._save(job.evolve(stop_requested_by=f"sense switch {switch}"))
             return job
 
     # ----------------------------------------------------------------- output tailing
@@ -1605,7 +1605,7 @@ class JobManager:
         if seen.tagged_launcher is not None:
             rt.launcher = seen.tagged_launcher
         if decision.action is Action.RESUME_SEARCH:
-            job = await self._save(dataclasses.replace(job, allocated_cores=cores))
+            job = await self._save(job.evolve(allocated_cores=cores))
             assert rt.launcher is not None
             jlog.info("re-adopted while starting; resuming the pid search under %d", rt.launcher.pid)
             self._begin_output(job)
@@ -1620,7 +1620,7 @@ class JobManager:
         if decision.status is not job.status:
             job = await self._move(job, decision.status, f"solver pid {solver.pid}", **changes)
         else:
-            job = await self._save(dataclasses.replace(job, **changes))
+            job = await self._save(job.evolve(**changes))
         if cores and source != "pid file":
             procs = await asyncio.to_thread(self._tree_sync, job)
             await asyncio.to_thread(proctree.set_affinity, procs, cores)
@@ -1650,8 +1650,7 @@ def apply_progress(job: Job, snap: Progress) -> Job:
     message = job.message
     if snap.message and job.status in (S.RUNNING, S.PAUSED):
         message = snap.message
-    return dataclasses.replace(
-        job,
+    return job.evolve(
         progress=keep(None if snap.progress is None else round(snap.progress, 3), job.progress),
         sim_time=keep(snap.sim_time, job.sim_time),
         end_time=keep(snap.end_time, job.end_time),

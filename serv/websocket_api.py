@@ -112,6 +112,9 @@ def rpc(name: str) -> Callable[[Method], Method]:
                 return Error(-32603, INTERNAL)
 
         call.__name__ = name
+        # jsonrpcserver checks every request's params against inspect.signature(call), which
+        # builds a new Signature each time (~7 µs) unless the function carries one (~1 µs).
+        call.__signature__ = inspect.signature(call)  # type: ignore[attr-defined]
         METHODS[name] = call
         return fn
 

@@ -1,15 +1,19 @@
 """The job record and the request that creates it.
 
-Records are frozen; every change goes through `dataclasses.replace`, and status changes go
-through `serv.core.states.transition`. Runtime handles (processes, pidfds, tail offsets) are
-never part of a Job: they live in the JobManager and are rebuilt after a restart.
+Records are frozen; every change makes a copy (`Job.evolve`; `dataclasses.replace` for the
+other records), and status changes go through `serv.core.states.transition`. Runtime
+handles (processes, pidfds, tail offsets) are never part of a Job: they live in the
+JobManager and are rebuilt after a restart.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, cast
 
 from serv.core.states import JobStatus, Termination
 
@@ -94,6 +98,15 @@ class Job:
     queue_seq: float | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
+    def evolve(self, **changes: Any) -> Job:
+        """This job with `changes`: what `dataclasses.replace(self, **changes)` returns
+        (TypeError for a name that is not a field), three to four times faster. A job is
+        copied about eight times on its way from launch to end, on the event loop."""
+        if not _JOB_FIELDS.issuperset(changes):
+            unknown = ", ".join(sorted(set(changes) - _JOB_FIELDS))
+            raise TypeError(f"Job has no field {unknown}")
+        return _copy_job(self, changes)
+
     @property
     def solver_identity(self) -> ProcIdentity | None:
         if self.pid is None or self.pid_create_time is None:
@@ -128,3 +141,25 @@ class Job:
             after=spec.after,
             queue_seq=float(job_id),
         )
+
+
+def _compile_copy(cls: type[Job]) -> Callable[[Job, Mapping[str, Any]], Job]:
+    """A copy function for `cls` with one line per field, set through the slot descriptors
+    (how dataclasses writes its own __init__). It is `dataclasses.replace` without the
+    generic work per call, which is valid only while every field is an init field and
+    there is no __post_init__: checked here, so a later change to Job fails at import."""
+    fields = dataclasses.fields(cls)
+    if hasattr(cls, "__post_init__") or not all(f.init for f in fields):
+        raise TypeError("Job.evolve copies fields as they are: Job must keep no __post_init__ and only init fields")
+    names = [f.name for f in fields]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    namespace.update({f"_set_{name}": getattr(cls, name).__set__ for name in names})
+    body = "".join(
+        f"    _set_{name}(new, changes[{name!r}] if {name!r} in changes else job.{name})\n" for name in names
+    )
+    exec(f"def copy(job, changes):\n    new = _new(_cls)\n{body}    return new\n", namespace)
+    return cast(Callable[[Job, Mapping[str, Any]], Job], namespace["copy"])
+
+
+_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
+_copy_job = _compile_copy(Job)

@@ -6,7 +6,6 @@ module can import it without cycles. `transition()` is the only writer of `Job.s
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Mapping
@@ -101,8 +100,7 @@ def transition(job: Job, to: JobStatus, *, at: datetime, message: str | None = N
     ended_at = at if to in TERMINAL else job.ended_at
     if "status" in changes:
         raise TypeError("transition() sets the status itself")
-    return dataclasses.replace(
-        job,
+    return job.evolve(
         status=to,
         message=job.message if message is None else message,
         started_at=started_at,
