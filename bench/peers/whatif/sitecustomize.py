@@ -32,6 +32,7 @@ SHIPPED = {
     "schedule-fast": "773a3fe",
     "group-commit": "773a3fe",
     "no-pin": "62b1853",  # pinning by the spawning thread's mask: no taskset exec any more
+    "gc-freeze": "bc6d33b",  # what start made is frozen out of the cyclic collector's view
 }
 
 
@@ -420,6 +421,72 @@ def no_schedule() -> None:
     from serv.job_manager import JobManager
 
     JobManager.request_schedule = lambda self: None  # type: ignore[method-assign]
+
+
+@patch
+def gc_stats() -> None:
+    """Not a fix: the time Python's cyclic garbage collector takes in the daemon, per
+    generation (collections and seconds), written to $DYNALAUNCHER_BENCH_TRACE.gc at exit."""
+    import atexit
+    import gc
+    import json
+    import time
+
+    if sys.argv[:1] == ["-c"]:
+        return  # the spawn helper
+    spent: dict[str, list[float]] = {}
+    began: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            began.append(time.perf_counter())
+        elif began:
+            spent.setdefault(f"gen{info['generation']}", []).append(time.perf_counter() - began.pop())
+
+    gc.callbacks.append(on_gc)
+
+    @atexit.register
+    def dump() -> None:
+        out = os.environ.get("DYNALAUNCHER_BENCH_TRACE")
+        if out:
+            with open(out + ".gc", "w") as f:
+                json.dump({k: [len(v), sum(v), max(v)] for k, v in spent.items()}, f)
+
+
+@patch
+def gc_threshold() -> None:
+    """The cyclic collector's first-generation threshold at $WHATIF_GC_THRESHOLD (default
+    10000; CPython's is 700) from the start: fewer young collections, each looking at more."""
+    import gc
+
+    gc.set_threshold(int(os.environ.get("WHATIF_GC_THRESHOLD", "10000")), *gc.get_threshold()[1:])
+
+
+@patch
+def helper_leaves() -> None:
+    """The spawn helper, after starting a pinned job, moves itself off the job's cores
+    (its mask becomes its own minus theirs, when anything is left) instead of taking its
+    whole mask back while still running on the job's core: the job does not share that
+    core with the helper's reply, create-time read and reaping right after its exec."""
+    import contextlib
+    from collections.abc import Iterator, Sequence
+
+    from serv.platform import posix
+
+    own = os.sched_getaffinity(0)
+
+    @contextlib.contextmanager
+    def thread_mask(cores: Sequence[int] | None) -> Iterator[None]:
+        if not cores:
+            yield
+            return
+        os.sched_setaffinity(0, cores)
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, (own - set(cores)) or own)
+
+    posix.thread_mask = thread_mask
 
 
 @patch
