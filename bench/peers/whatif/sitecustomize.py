@@ -490,6 +490,29 @@ def helper_leaves() -> None:
 
 
 @patch
+def pin_after() -> None:
+    """The spawn helper starts a job unpinned and pins it right after posix_spawn returns
+    (os.sched_setaffinity on the child), instead of running on the job's cores itself for
+    the moment of the spawn: the helper never moves. Not shippable as is: between the exec
+    and the pinning the job runs unpinned for a few microseconds, and a child it forked in
+    that window would stay unpinned."""
+    from serv.platform import forkserver
+
+    spawn_here = forkserver.spawn_here
+
+    def pinned_after(request: Any, env: dict[str, str]) -> int:
+        cores = request.cores
+        pid = spawn_here(dataclasses.replace(request, cores=None), env)
+        if cores and not request.nice:
+            os.sched_setaffinity(pid, cores)
+        return pid
+
+    import dataclasses
+
+    forkserver.spawn_here = pinned_after
+
+
+@patch
 def timeline() -> None:
     """Not a fix: the moments of each job's chain (booked start, each commit asked ">" and
     done "<", spawn asked and answered, exit seen, finish runs, end read on the tail thread),
