@@ -192,6 +192,31 @@ def trace() -> None:
             with open(out, "w") as f:
                 json.dump({**times, "missing": missing}, f)
 
+def replace_store_write(
+    enqueue: Callable[[Any, Any, Any], bool], submit: Callable[[Any, Any], None]
+) -> None:
+    """serv's Store._write with the queueing changed: `enqueue(store, write, done)` queues
+    under the store's guard and says whether it is the first of a group; `submit(store,
+    loop)` then hands the group to the store thread."""
+    import asyncio
+
+    from serv.errors import StoreUnavailable
+    from serv.store import repo
+
+    async def _write(self: Any, write: Any) -> Any:
+        if self._closed:
+            raise StoreUnavailable(f"database {self._path} is closed")
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        with self._pending_guard:
+            first = enqueue(self, write, done)
+        if first:
+            submit(self, loop)
+        return await done
+
+    repo.Store._write = _write
+
+
 
 @patch
 def store_linger() -> None:
@@ -202,32 +227,24 @@ def store_linger() -> None:
     other."""
     import asyncio
 
-    from serv.errors import StoreUnavailable
-    from serv.store import repo
-
     def kick(self: Any, loop: asyncio.AbstractEventLoop, turns: int) -> None:
         if turns:
             loop.call_soon(kick, self, loop, turns - 1)
         else:
             self._executor.submit(self._flush_sync, loop)
 
-    async def _write(self: Any, write: Any) -> Any:
-        if self._closed:
-            raise StoreUnavailable(f"database {self._path} is closed")
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        with self._pending_guard:
-            self._pending.append((write, done))
-            first = len(self._pending) == 1
-        if first:
-            delay = float(os.environ.get("WHATIF_STORE_LINGER_S", "0"))
-            if delay:
-                loop.call_later(delay, kick, self, loop, 0)
-            else:
-                loop.call_soon(kick, self, loop, int(os.environ.get("WHATIF_TURNS", "2")) - 1)
-        return await done
+    def enqueue(self: Any, write: Any, done: Any) -> bool:
+        self._pending.append((write, done))
+        return len(self._pending) == 1
 
-    repo.Store._write = _write
+    def submit(self: Any, loop: asyncio.AbstractEventLoop) -> None:
+        delay = float(os.environ.get("WHATIF_STORE_LINGER_S", "0"))
+        if delay:
+            loop.call_later(delay, kick, self, loop, 0)
+        else:
+            loop.call_soon(kick, self, loop, int(os.environ.get("WHATIF_TURNS", "2")) - 1)
+
+    replace_store_write(enqueue, submit)
 
 
 @patch
@@ -309,27 +326,18 @@ def store_lanes() -> None:
     then does not wait behind dozens of inserts. Per lane the order is kept; a job's
     transitions are only ever asked after its insert is done, so no order across lanes
     matters."""
-    import asyncio
-
-    from serv.errors import StoreUnavailable
     from serv.store import repo
 
     flush_sync = repo.Store._flush_sync
 
-    async def _write(self: Any, write: Any) -> Any:
-        if self._closed:
-            raise StoreUnavailable(f"database {self._path} is closed")
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        with self._pending_guard:
-            if not hasattr(self, "_lanes"):
-                self._lanes = ([], [])  # transitions, new jobs
-            lane = self._lanes[1 if write.new is not None else 0]
-            lane.append((write, done))
-            first = len(self._lanes[0]) + len(self._lanes[1]) == 1
-        if first:
-            self._executor.submit(lanes_flush, self, loop)
-        return await done
+    def enqueue(self: Any, write: Any, done: Any) -> bool:
+        if not hasattr(self, "_lanes"):
+            self._lanes = ([], [])  # transitions, new jobs
+        self._lanes[1 if write.new is not None else 0].append((write, done))
+        return len(self._lanes[0]) + len(self._lanes[1]) == 1
+
+    def submit(self: Any, loop: Any) -> None:
+        self._executor.submit(lanes_flush, self, loop)
 
     def lanes_flush(self: Any, loop: Any) -> None:
         while True:
@@ -343,7 +351,7 @@ def store_lanes() -> None:
                     return
             flush_sync(self, loop)
 
-    repo.Store._write = _write
+    replace_store_write(enqueue, submit)
 
 
 @patch
