@@ -521,6 +521,25 @@ def pin_after() -> None:
 
 
 @patch
+def no_autocheckpoint() -> None:
+    """The store's writer connection never checkpoints the WAL itself (`PRAGMA
+    wal_autocheckpoint = 0`): the upper bound of moving checkpoints (a copy of the WAL into
+    the database and two fsyncs, every 1,000 pages) off the commit path. Not shippable as
+    is: the WAL would grow until the daemon stops."""
+    from serv.store import repo
+
+    run_writes = repo.Store._run_writes
+
+    def writes_without_checkpoint(self: Any, writes: Any) -> None:
+        if self._writer is None:
+            self._writer = self._engine_or_raise().raw_connection()
+            self._writer.driver_connection.execute("PRAGMA wal_autocheckpoint = 0")
+        run_writes(self, writes)
+
+    repo.Store._run_writes = writes_without_checkpoint  # type: ignore[method-assign]
+
+
+@patch
 def timeline() -> None:
     """Not a fix: the moments of each job's chain (booked start, each commit asked ">" and
     done "<", spawn asked and answered, exit seen, finish runs, end read on the tail thread),
