@@ -22,6 +22,7 @@ from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -78,6 +79,21 @@ def is_launch(message: str) -> bool:
     return single_request(message, "launch") is not None
 
 
+def notification_text(method: str, params: dict[str, Any]) -> str:
+    """The JSON text of a notification. orjson writes a job's wire form ten times faster
+    than json.dumps: a job that prints changes every second, so 200 running jobs mean 200
+    `jobChanged` a second for each subscribed client (bench/output_load.py: 2.30-2.40 % of
+    a core with json.dumps, 1.97-2.07 % with orjson). What orjson refuses (an integer beyond
+    64 bits, a key that is not a string, e.g. in a client's own `extra`) goes through
+    json.dumps. A NaN becomes null (JSON has no NaN; json.dumps would write the token NaN,
+    which clients cannot parse)."""
+    message = {"jsonrpc": "2.0", "method": method, "params": params}
+    try:
+        return orjson.dumps(message).decode()
+    except TypeError:
+        return json.dumps(message)
+
+
 class Hub:
     """Fan-out of notifications to the sessions that subscribed to their topic."""
 
@@ -93,7 +109,7 @@ class Hub:
         targets = [s for s in self.sessions if topic in s.topics]
         if not targets:
             return
-        text = json.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+        text = notification_text(method, params)
         for session in targets:
             session.send(text)
 
