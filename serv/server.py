@@ -84,8 +84,8 @@ def notification_text(method: str, params: dict[str, Any]) -> str:
     than json.dumps: a job that prints changes every second, so 200 running jobs mean 200
     `jobChanged` a second for each subscribed client (bench/output_load.py: 2.30-2.40 % of
     a core with json.dumps, 1.97-2.07 % with orjson). What orjson refuses (an integer beyond
-    64 bits, a key that is not a string, e.g. in a client's own `extra`) goes through
-    json.dumps. A NaN becomes null (JSON has no NaN; json.dumps would write the token NaN,
+    64 bits, a key that is not a string, e.g. in a client's own `extra`, a lone surrogate)
+    goes through json.dumps. A NaN becomes null (JSON has no NaN; json.dumps would write the token NaN,
     which clients cannot parse)."""
     message = {"jsonrpc": "2.0", "method": method, "params": params}
     try:

@@ -42,6 +42,12 @@ def test_what_orjson_refuses_goes_through_json_dumps() -> None:
     assert parsed["params"]["job"]["extra"] == {"big": huge, "3": "int key"}
 
 
+def test_a_lone_surrogate_in_output_text_goes_through_json_dumps() -> None:
+    # Not UTF-8, so orjson refuses it; json.dumps escapes it as the stdlib always did.
+    text = notification_text("jobOutput", {"id": 3, "data": "bad \udcff byte"})
+    assert json.loads(text)["params"]["data"] == "bad \udcff byte"
+
+
 def test_nan_is_written_as_null_so_the_text_stays_json() -> None:
     text = notification_text("jobChanged", {"job": {"id": 1, "eta_s": math.nan}})
 
