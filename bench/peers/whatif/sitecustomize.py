@@ -45,8 +45,8 @@ def patch(fn: Callable[[], None]) -> Callable[[], None]:
 def switch() -> None:
     """CPython hands the GIL to a waiting thread only every switch interval (5 ms by
     default): a store or to_thread worker that wakes while the loop thread computes waits
-    that long. 0.5 ms instead."""
-    sys.setswitchinterval(0.0005)
+    that long. 0.5 ms instead, or $WHATIF_SWITCH_S."""
+    sys.setswitchinterval(float(os.environ.get("WHATIF_SWITCH_S", "0.0005")))
 
 
 @patch
