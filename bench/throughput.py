@@ -175,6 +175,17 @@ def run_dynalauncher(args: argparse.Namespace) -> dict[str, Any]:
         daemon.trace_path.unlink()
         if "timeline" in result["trace"]:
             merge_helper_marks(result["trace"]["timeline"], Path(f"{daemon.trace_path}.helper"))
+    gc_stats = Path(f"{daemon.trace_path}.gc")  # the "gc-stats" what-if, written at daemon exit
+    if gc_stats.exists():
+        for generation, (count, total_s, worst_s) in json.loads(gc_stats.read_text()).items():
+            print(
+                f"# what-if gc-stats: {generation} {count} collections, {1000 * total_s:.1f} ms in all, "
+                f"worst {1000 * worst_s:.1f} ms (start-up included)"
+            )
+        gc_stats.unlink()
+    profile = Path(f"{daemon.trace_path}.prof")  # the "cprofile" what-if
+    if profile.exists():
+        print(f"# what-if cprofile: pstats file {profile}")
     return result
 
 
@@ -222,6 +233,42 @@ async def dyna_run_warm(daemon: GenericDaemon, inputs: list[Path]) -> None:
         await client.subscribe("jobs")
         job = await client.call("launch", solver=PROFILE, input=str(inputs[0]), ncpu=1)
         await client.wait_for(job["id"], *TERMINAL, timeout=30)
+
+
+def launches_only(args: argparse.Namespace) -> str:
+    """N pipelined launches into a daemon that plans nothing (the `no-schedule` what-if), so
+    the burst is timed alone; returns the SUMMARY line. Used to find what a launch costs."""
+    patches = (*args.what_if, "no-schedule")
+    with GenericDaemon(keep=args.keep, patches=patches, extra=args.config_extra) as daemon:
+        inputs = daemon.workdirs(args.n)
+        assert daemon.url is not None and daemon.proc is not None
+        profiler = start_profiler(daemon, args.profile, args.profile_gil) if args.profile else None
+
+        async def burst() -> float:
+            assert daemon.url is not None
+            async with Client(daemon.url) as client:
+                await client.subscribe("jobs")
+                t0 = time.perf_counter()
+                await asyncio.gather(
+                    *(client.call("launch", solver=PROFILE, input=str(p), ncpu=1) for p in inputs)
+                )
+                return time.perf_counter() - t0
+
+        cpu0, loop0 = daemon.daemon_cpu_s(), common.thread_cpu_s(daemon.proc.pid)[daemon.proc.pid]
+        try:
+            wall = asyncio.run(burst())
+        finally:
+            if profiler is not None:
+                stop_profiler(profiler, args.profile)
+        cpu = daemon.daemon_cpu_s() - cpu0
+        loop = common.thread_cpu_s(daemon.proc.pid)[daemon.proc.pid] - loop0
+    if args.profile and args.profile.exists():
+        print(top_frames(args.profile))
+    return (
+        f"SUMMARY throughput --launches-only: {args.n} pipelined launches in {wall:.3f} s "
+        f"({args.n / wall:.0f}/s); daemon CPU {1000 * cpu / args.n:.3f} ms per launch, of which the "
+        f"event loop thread {1000 * loop / args.n:.3f} ms"
+    )
 
 
 def start_profiler(
@@ -537,6 +584,12 @@ def main() -> int:
         default=0,
         help="idle `sleep` processes of our own during every peer's run (default 0)",
     )
+    parser.add_argument(
+        "--launches-only",
+        action="store_true",
+        help="diagnostic: time dynalauncher's burst of N pipelined launches alone (the "
+        "no-schedule what-if: nothing starts), with the daemon's CPU; no peers",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the temp folders")
     args = parser.parse_args()
@@ -550,6 +603,9 @@ def main() -> int:
         f"# throughput: {args.n} jobs of `true` through {os.cpu_count()} cores; load average "
         f"{os.getloadavg()[0]:.2f} at start"
     )
+    if args.launches_only:
+        print(launches_only(args))
+        return 0
     began = time.perf_counter()
     with common.ExtraProcesses(args.extra_procs):
         results, skipped = run_peers(args, peers)

@@ -425,7 +425,8 @@ def spin() -> None:
 @patch
 def no_schedule() -> None:
     """Not a fix: queued jobs are never planned (nothing starts), so a burst of launches can
-    be timed alone (bench/throughput.py cannot finish with it; see docs/benchmarks/throughput.md)."""
+    be timed alone: `bench/throughput.py --launches-only` applies it (the normal run would
+    wait for jobs that never start)."""
     from serv.job_manager import JobManager
 
     JobManager.request_schedule = lambda self: None  # type: ignore[method-assign]
