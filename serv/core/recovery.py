@@ -48,7 +48,10 @@ class Decision:
 def decide(job: Job, seen: Observation, *, requires_banner: bool) -> Decision:
     """Re-adopt, keep queued, resume the PID search, or end `job`, from what was seen."""
     if job.status is JobStatus.QUEUED:
-        return Decision(Action.KEEP_QUEUED)
+        # No job moves back to `queued`, so processes carrying a queued job's tag come from
+        # a start the daemon died before recording (the spawn and that commit run at once):
+        # they are killed, and the job starts again from the queue.
+        return Decision(Action.KEEP_QUEUED, kill_leftovers=seen.tree_alive)
     if seen.stored_solver_alive and job.solver_identity is not None:
         return Decision(Action.ADOPT, solver=job.solver_identity, status=_adopted_status(job))
     if seen.tagged_solver is not None:

@@ -41,9 +41,16 @@ class TestKeepAndAdopt:
     """contract.md § Job `pid`: re-adopt only the very same solver process."""
 
     def test_decide_keeps_a_job_queued_when_it_never_started(self) -> None:
-        """Queued jobs stay queued, whatever processes are around."""
+        """Queued jobs stay queued."""
+        assert decide(job_in(S.QUEUED), Observation(), requires_banner=True) == Decision(Action.KEEP_QUEUED)
+
+    def test_decide_kills_a_queued_jobs_tagged_processes_and_keeps_it_queued(self) -> None:
+        """Processes tagged with a queued job's id come from a start that was never recorded
+        (the spawn runs alongside that commit): killed, and the job starts again later."""
         seen = Observation(stored_solver_alive=True, tagged_solver=TAGGED, tree_alive=True)
-        assert decide(job_in(S.QUEUED), seen, requires_banner=True) == Decision(Action.KEEP_QUEUED)
+        assert decide(job_in(S.QUEUED), seen, requires_banner=True) == Decision(
+            Action.KEEP_QUEUED, kill_leftovers=True
+        )
 
     @pytest.mark.parametrize(
         ("status", "adopted"),

@@ -4,6 +4,7 @@ their final status from their output."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,13 +14,16 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
+import pytest
 
 from serv.client import Client
-from serv.core.jobs import Family, JobSpec
+from serv.core.jobs import Family, Job, JobSpec
 from serv.core.states import JobStatus, transition
 from serv.daemon import Daemon
+from serv.errors import StoreUnavailable
+from serv.platform import TAG_VAR
 from serv.store import Store
-from tests.conftest import DEADLINE, DaemonProcess, Env
+from tests.conftest import DEADLINE, DaemonProcess, Env, wait_until
 from tests.fakes import write_deck
 
 ENDED = ("finished", "failed", "stopped", "cancelled")
@@ -207,3 +211,94 @@ class TestRecoveryRules:
                 proc.wait()
 
 
+
+
+def live_tagged(tag: str) -> list[int]:
+    """PIDs of the live (not zombie) processes carrying job tag `tag`."""
+    from serv import proctree
+
+    pids = []
+    for proc in proctree.tagged(tag).get(tag, []):
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                pids.append(proc.pid)
+    return pids
+
+
+class TestUnrecordedStart:
+    """A job's launcher is spawned while its `starting` commit is written: a start that was
+    never recorded must not leave a solver behind, nor run the job twice."""
+
+    async def test_a_queued_jobs_tagged_processes_are_killed_at_restart_and_the_job_runs_once(
+        self, env: Env
+    ) -> None:
+        """The daemon died after the spawn, before the commit: at restart the job is queued in
+        the store and its launcher runs. The launcher is killed; the job then starts afresh."""
+        workdir = env.tmp / "runs" / "unrecorded"
+        write_deck(workdir / "main.k", wall_s=60)
+        store = await Store.open(env.tmp / "jobs.db")
+        try:
+            job = await store.create(
+                JobSpec(solver="fake-smp", family=Family.LSDYNA, input=str(workdir / "main.k"),
+                        workdir=str(workdir)),
+                at=datetime.now(UTC),
+            )
+            tag = f"{store.daemon_id}:{job.id}"
+        finally:
+            await store.close()
+        leftover = subprocess.Popen(
+            [str(env.bin_dir / "lsdyna-fake"), "i=main.k"], cwd=workdir,
+            env={**os.environ, TAG_VAR: tag}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            async with Daemon(env.config()) as daemon, Client(daemon.url) as client:
+                await client.subscribe()
+                assert leftover.wait(timeout=DEADLINE) == -signal.SIGKILL
+                running = await client.wait_for(job.id, "running", *ENDED, timeout=DEADLINE)
+                assert running["status"] == "running" and running["pid"] != leftover.pid
+                assert live_tagged(tag) and leftover.pid not in live_tagged(tag)
+                await client.call("stop", id=job.id, force=True)
+                await client.wait_for(job.id, *ENDED)
+        finally:
+            if leftover.poll() is None:
+                leftover.kill()
+                leftover.wait()
+
+    async def test_a_start_whose_commit_fails_kills_its_launcher_and_stays_queued(
+        self, env: Env, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The `starting` commit fails once the launcher runs: the launcher is killed, the job
+        is still queued, and it starts when the store works again."""
+        async with Daemon(env.config()) as daemon, Client(daemon.url) as client:
+            assert daemon.store is not None and daemon.manager is not None
+            store, manager = daemon.store, daemon.manager
+            commit = store.commit
+            spawned: list[int] = []
+
+            async def failing_commit(job: Job, previous: JobStatus | None = None) -> None:
+                if job.status is JobStatus.STARTING and not spawned:
+                    tag = manager.tag_prefix + str(job.id)
+                    # Fail only once the launcher exists, so the kill is what is tested.
+                    spawned.extend(await wait_until(
+                        lambda: live_tagged(tag), "the launcher spawned alongside the commit"
+                    ))
+                    raise StoreUnavailable("cannot write the job database: disk full (test)")
+                await commit(job, previous=previous)
+
+            monkeypatch.setattr(store, "commit", failing_commit)
+            await client.subscribe()
+            job = await client.call("launch", solver="fake-smp", input=str(env.deck(wall_s=60)))
+            await wait_until(lambda: spawned, "the failed start")
+            tag = manager.tag_prefix + str(job["id"])
+            await wait_until(lambda: not live_tagged(tag), "the unrecorded launcher killed")
+            for pid in spawned:
+                assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            assert (await client.call("getJob", id=job["id"]))["status"] == "queued"
+            status = await client.call("getCoreAllocationStatus")
+            assert status["available_cores"] == 2, "an unrecorded start books no core"
+            monkeypatch.setattr(store, "commit", commit)
+            manager.request_schedule()
+            running = await client.wait_for(job["id"], "running", *ENDED, timeout=DEADLINE)
+            assert running["status"] == "running" and running["pid"] not in spawned
+            await client.call("stop", id=job["id"], force=True)
+            await client.wait_for(job["id"], *ENDED)
