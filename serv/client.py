@@ -33,9 +33,18 @@ class RpcError(Exception):
 
 
 class Client:
-    def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        loads: Callable[[str | bytes], Any] = json.loads,
+    ) -> None:
+        """`loads` decodes each incoming message; a faster decoder (orjson.loads) may be
+        given where its limits are acceptable (it reads integers beyond 64 bits as floats)."""
         self.url = url
         self.token = token
+        self._loads = loads
         self._ws: ClientConnection | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -64,7 +73,7 @@ class Client:
         assert self._ws is not None
         try:
             async for raw in self._ws:
-                msg = json.loads(raw)
+                msg = self._loads(raw)
                 for item in msg if isinstance(msg, list) else [msg]:
                     if "id" in item and item["id"] in self._pending:
                         self._pending.pop(item["id"]).set_result(item)
