@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import dataclasses
 import functools
 import logging
 import sqlite3
@@ -278,14 +277,14 @@ class Store:
         """
         draft = Job.from_spec(0, spec, at=at)
         if extra is not None or message:
-            draft = dataclasses.replace(draft, extra=draft.extra if extra is None else extra, message=message)
+            draft = draft.evolve(extra=draft.extra if extra is None else extra, message=message)
         values = job_to_values(draft)
         del values["id"]
         event = _event_values(0, at, None, draft.status, draft.message)
         write = await self._write(_Write("a new job", events=[event], new=values))
         assert write.result is not None
         log.debug("job %d: created in %s", write.result, self._path)
-        return dataclasses.replace(draft, id=write.result, queue_seq=float(write.result))
+        return draft.evolve(id=write.result, queue_seq=float(write.result))
 
     async def commit(
         self,
