@@ -15,8 +15,8 @@ and its four transition events), so the daemon serves N ended jobs and is otherw
 1. Latency: one client, sequential calls (--n after --warmup; warm-up stops after ~1 s and
    a case after --max-seq-s, printing the n it got), timed from send to its answer.
 2. Throughput, for each of --clients: that many WebSocket connections, each doing sequential
-   calls for --duration s, in --client-procs spawned processes (default 1; all connected and
-   warm before the clock starts, released together). Reported: calls/s,
+   calls for --duration s, spread over spawned processes, once for each of --client-procs
+   (default 1 and 4; all connected and warm before the clock starts, released together). Reported: calls/s,
    per-call latency under that load, and the daemon's CPU s per wall s (1.0 = its one
    event-loop thread saturated; its Python runs under one GIL).
 
@@ -28,7 +28,7 @@ Both decode answers with orjson by default (--decoder json: the standard library
 
     .venv/bin/python bench/rpc_roundtrip.py [--n 2000] [--warmup 200] [--duration 5]
         [--clients 1,32] [--jobs 1000] [--endpoints jsonrpc,legacy]
-        [--cases core,list100,list1000,fulllist] [--client-procs 1] [--no-deflate]
+        [--cases core,list100,list1000,fulllist] [--client-procs 1,4] [--no-deflate]
         [--decoder orjson|json] [--json FILE] [--keep]
 """
 
@@ -422,6 +422,20 @@ def throughput(
 # ----------------------------------------------------------------- main
 
 
+def load_shapes(clients: list[int], procs: list[int]) -> list[tuple[int, int]]:
+    """(clients, processes) of each throughput run: every client count over every process
+    count, one process for one client."""
+    shapes = []
+    for k in clients:
+        for p in sorted({min(p, k) for p in procs}):
+            shapes.append((k, p))
+    return shapes
+
+
+def shape_label(t: dict[str, Any]) -> str:
+    return f"{t['clients']}c" + (f"/{t['procs']}p" if t["clients"] > 1 else "")
+
+
 def run(daemon: GenericDaemon, args: argparse.Namespace) -> list[dict[str, Any]]:
     assert daemon.url is not None
     opts = ClientOptions(deflate=not args.no_deflate, decoder=args.decoder)
@@ -444,17 +458,8 @@ def run(daemon: GenericDaemon, args: argparse.Namespace) -> list[dict[str, Any]]
                 )
             )
             loads = [
-                throughput(
-                    daemon,
-                    endpoint,
-                    method,
-                    params,
-                    k,
-                    args.client_procs,
-                    args.duration,
-                    opts,
-                )
-                for k in args.clients
+                throughput(daemon, endpoint, method, params, k, procs, args.duration, opts)
+                for k, procs in load_shapes(args.clients, args.client_procs)
             ]
             rows.append(
                 {
@@ -510,10 +515,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--client-procs",
-        type=int,
-        default=1,
-        help="processes the concurrent clients are spread over (default 1: on 2 vCPUs "
-        "a second client process took CPU from the daemon and lowered the rate)",
+        default=[1, 4],
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="process counts the concurrent clients are spread over, each measured (default "
+        "1,4: where the daemon is the bound, a cheap answer, more client processes take CPU "
+        "from it on 2 vCPUs; where decoding the answers is, a list, one process is the bound)",
     )
     parser.add_argument(
         "--jobs", type=int, default=1000, help="ended jobs in the store (default 1000)"
@@ -552,7 +558,7 @@ def main() -> int:
     print(
         f"# rpc_roundtrip: {args.jobs} ended jobs in the store; {args.n} sequential calls after "
         f"{args.warmup} warm-up (at most {args.max_seq_s:g} s a case); throughput {args.duration:g} s "
-        f"per client count over {args.client_procs} client process(es); "
+        f"per client count over {'/'.join(map(str, args.client_procs))} client process(es); "
         f"permessage-deflate {'off' if args.no_deflate else 'on'}; answers decoded with {args.decoder}; "
         f"load average {__import__('os').getloadavg()[0]:.2f}"
     )
@@ -577,19 +583,20 @@ def main() -> int:
         table_rows.append((f"{r['endpoint']} {r['case']} seq", r["sequential"]))
         for t in r["throughput"]:
             table_rows.append(
-                (f"{r['endpoint']} {r['case']} {t['clients']}c", t["latency"])
+                (f"{r['endpoint']} {r['case']} {shape_label(t)}", t["latency"])
             )
     print(common.table(table_rows))
     print(
         f"{'endpoint case':<22} {'answer kB':>9} {'seq p50 ms':>10} "
         + " ".join(
-            f"{str(k) + 'c calls/s':>12} {'dCPU':>5} {'cCPU':>5}" for k in args.clients
+            f"{shape_label({'clients': k, 'procs': p}) + ' calls/s':>14} {'dCPU':>5} {'cCPU':>5}"
+            for k, p in load_shapes(args.clients, args.client_procs)
         )
         + "   (dCPU/cCPU: daemon/client CPU s per wall s)"
     )
     for r in rows:
         cells = " ".join(
-            f"{t['calls_per_s']:>12.0f} {t['daemon_cpu_per_wall']:>5.2f} {t['client_cpu_per_wall']:>5.2f}"
+            f"{t['calls_per_s']:>14.0f} {t['daemon_cpu_per_wall']:>5.2f} {t['client_cpu_per_wall']:>5.2f}"
             for t in r["throughput"]
         )
         print(
