@@ -16,9 +16,9 @@ and its four transition events), so the daemon serves N ended jobs and is otherw
    a case after --max-seq-s, printing the n it got), timed from send to its answer.
 2. Throughput, for each of --clients: that many WebSocket connections, each doing sequential
    calls for --duration s, spread over spawned processes, once for each of --client-procs
-   (default 1 and 4; all connected and warm before the clock starts, released together). Reported: calls/s,
-   per-call latency under that load, and the daemon's CPU s per wall s (1.0 = its one
-   event-loop thread saturated; its Python runs under one GIL).
+   (default 1 and 4; all connected and warm before the clock starts, released together).
+   Reported: calls/s, per-call latency under that load, and the daemon's CPU s per wall s
+   (1.0 = its one event-loop thread saturated; its Python runs under one GIL).
 
 The JSON-RPC client is the project's serv.client.Client; the legacy client is a small raw
 websockets client using python-engineio's and python-socketio's Packet codecs (no
@@ -37,12 +37,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-from dataclasses import dataclass
 import itertools
 import json
 import multiprocessing
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Self

@@ -729,7 +729,7 @@ class JobManager:
             )
             plan = family.plan(job, ctx)
             # The spawn and the commit of `starting` run at once: the launcher's start no
-            # longer waits for the store (bench/throughput.py: +3-8 % jobs/s). What makes it
+            # longer waits for the store (bench/throughput.py: +2-8 % jobs/s). What makes it
             # safe is the tag: a launcher whose start was never recorded carries the tag of
             # a job still `queued`, and nothing else can (no job goes back to `queued`). If
             # the commit fails, the launcher is killed by that tag here; if the daemon dies

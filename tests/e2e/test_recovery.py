@@ -16,6 +16,7 @@ from typing import Callable
 import psutil
 import pytest
 
+from serv import proctree
 from serv.client import Client
 from serv.core.jobs import Family, Job, JobSpec
 from serv.core.states import JobStatus, transition
@@ -215,8 +216,6 @@ class TestRecoveryRules:
 
 def live_tagged(tag: str) -> list[int]:
     """PIDs of the live (not zombie) processes carrying job tag `tag`."""
-    from serv import proctree
-
     pids = []
     for proc in proctree.tagged(tag).get(tag, []):
         with contextlib.suppress(psutil.Error):
