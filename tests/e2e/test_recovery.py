@@ -16,13 +16,14 @@ from typing import Callable
 import psutil
 import pytest
 
-from serv import proctree
+from serv import job_manager, proctree
 from serv.client import Client
 from serv.core.jobs import Family, Job, JobSpec
 from serv.core.states import JobStatus, transition
 from serv.daemon import Daemon
 from serv.errors import StoreUnavailable
 from serv.platform import TAG_VAR
+from serv.platform.spawning import ThreadSpawner
 from serv.store import Store
 from tests.conftest import DEADLINE, DaemonProcess, Env, wait_until
 from tests.fakes import write_deck
@@ -263,16 +264,21 @@ class TestUnrecordedStart:
                 leftover.kill()
                 leftover.wait()
 
+    @pytest.mark.parametrize("spawner", ["fork server", "threads"])
     async def test_a_start_whose_commit_fails_kills_its_launcher_and_stays_queued(
-        self, env: Env, monkeypatch: pytest.MonkeyPatch
+        self, env: Env, monkeypatch: pytest.MonkeyPatch, spawner: str
     ) -> None:
         """The `starting` commit fails once the launcher runs: the launcher is killed, the job
-        is still queued, and it starts when the store works again."""
+        is still queued, and it starts when the store works again. With the fork server, and
+        with the daemon's own spawn threads (Windows, or no helper)."""
+        if spawner == "threads":
+            monkeypatch.setattr(job_manager, "new_spawner", ThreadSpawner)
         async with Daemon(env.config()) as daemon, Client(daemon.url) as client:
             assert daemon.store is not None and daemon.manager is not None
             store, manager = daemon.store, daemon.manager
             commit = store.commit
             spawned: list[int] = []
+            parents: list[int] = []
 
             async def failing_commit(job: Job, previous: JobStatus | None = None) -> None:
                 if job.status is JobStatus.STARTING and not spawned:
@@ -281,13 +287,15 @@ class TestUnrecordedStart:
                     spawned.extend(await wait_until(
                         lambda: live_tagged(tag), "the launcher spawned alongside the commit"
                     ))
+                    parents.append(psutil.Process(spawned[0]).ppid())
                     raise StoreUnavailable("cannot write the job database: disk full (test)")
                 await commit(job, previous=previous)
 
             monkeypatch.setattr(store, "commit", failing_commit)
             await client.subscribe()
             job = await client.call("launch", solver="fake-smp", input=str(env.deck(wall_s=60)))
-            await wait_until(lambda: spawned, "the failed start")
+            await wait_until(lambda: parents, "the failed start")
+            assert (parents[0] == os.getpid()) == (spawner == "threads"), "the spawner under test"
             tag = manager.tag_prefix + str(job["id"])
             await wait_until(lambda: not live_tagged(tag), "the unrecorded launcher killed")
             for pid in spawned:
